@@ -1,0 +1,39 @@
+import type { Command } from 'commander';
+import { validatePartition, validateSnapshotId } from '../../core/names.js';
+import { action, mib } from '../context.js';
+
+export function registerSnapshots(program: Command): void {
+  const snapshots = program.command('snapshots').description('list and inspect snapshots in the object store');
+
+  snapshots
+    .command('list')
+    .description('snapshots of a partition, newest first')
+    .requiredOption('--partition <p>', 'partition name')
+    .action(
+      action(async (ctx, opts: { partition: string }) => {
+        const partition = validatePartition(opts.partition);
+        const list = await ctx.cairn.snapshots.list(partition);
+        ctx.output({ partition, snapshots: list }, () =>
+          list.length === 0
+            ? `${partition}: no snapshots`
+            : list
+                .map((s) => `${s.latest ? '*' : s.retained ? '+' : ' '} ${s.snapshotId}  lsn ${String(s.lsn).padStart(10)}  ${s.createdAt ?? 'incomplete'}  ${s.bytes === null ? '-' : mib(s.bytes)}  ${s.path}`)
+                .join('\n') + '\n(* latest, + retained)',
+        );
+      }),
+    );
+
+  snapshots
+    .command('show')
+    .description("a snapshot's metadata.json (default: the latest)")
+    .requiredOption('--partition <p>', 'partition name')
+    .option('--snapshot <id>', 'snapshot id')
+    .action(
+      action(async (ctx, opts: { partition: string; snapshot?: string }) => {
+        const partition = validatePartition(opts.partition);
+        const id = opts.snapshot === undefined ? undefined : validateSnapshotId(opts.snapshot);
+        const meta = await ctx.cairn.snapshots.metadata(partition, id);
+        ctx.output(meta, () => JSON.stringify(meta, null, 2));
+      }),
+    );
+}

@@ -1,0 +1,107 @@
+import { SingleBar, Presets } from 'cli-progress';
+import type { Command } from 'commander';
+import { loadConfig, type CairnConfig } from '../core/config.js';
+import { CairnError, toCairnError } from '../core/errors.js';
+import { createLogger, type Logger } from '../core/logger.js';
+import { Cairn } from '../runtime/cairn.js';
+
+export interface GlobalOptions {
+  config?: string;
+  json?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+}
+
+/**
+ * What every command gets: its global flags, the validated config and a lazily built Cairn.
+ * Commands validate their own arguments before touching `cairn`, so bad input writes nothing.
+ */
+export class CliContext {
+  private configValue: CairnConfig | undefined;
+  private cairnValue: Cairn | undefined;
+  readonly logger: Logger;
+
+  constructor(readonly globals: GlobalOptions) {
+    // Short commands print results, not logs; `run` raises this to info (see run.ts).
+    this.logger = createLogger({ level: globals.verbose ? 'info' : globals.quiet || globals.json ? 'error' : 'warn' });
+  }
+
+  static of(command: Command): CliContext {
+    return new CliContext(command.optsWithGlobals<GlobalOptions>());
+  }
+
+  get config(): CairnConfig {
+    this.configValue ??= loadConfig(this.globals.config ? { file: this.globals.config } : {});
+    return this.configValue;
+  }
+
+  get cairn(): Cairn {
+    this.cairnValue ??= new Cairn(this.config, { logger: this.logger });
+    return this.cairnValue;
+  }
+
+  get json(): boolean {
+    return Boolean(this.globals.json);
+  }
+
+  /** Prints a result: one JSON document with --json, else the human rendering. */
+  output(result: unknown, human: () => string): void {
+    if (this.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    else if (!this.globals.quiet) process.stdout.write(`${human()}\n`);
+  }
+
+  /** A progress bar on a TTY only; never in --json or --quiet mode. */
+  progress(label: string): ((done: number, total: number) => void) & { stop(): void } {
+    const enabled = process.stderr.isTTY && !this.json && !this.globals.quiet;
+    let bar: SingleBar | undefined;
+    const update = ((done: number, total: number) => {
+      if (!enabled) return;
+      if (!bar) {
+        bar = new SingleBar({ format: `${label} [{bar}] {percentage}% | {done}/{size}`, stream: process.stderr, hideCursor: true }, Presets.shades_classic);
+        bar.start(total, 0, { done: mib(0), size: mib(total) });
+      }
+      bar.setTotal(total);
+      bar.update(done, { done: mib(done), size: mib(total) });
+    }) as ((done: number, total: number) => void) & { stop(): void };
+    update.stop = () => bar?.stop();
+    return update;
+  }
+
+  async close(): Promise<void> {
+    await this.cairnValue?.close();
+  }
+}
+
+export function mib(bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
+/** Runs a command body with the uniform error contract: one line on stderr, exit 1 or 2. */
+export function action<A extends unknown[]>(body: (ctx: CliContext, ...args: A) => Promise<number | void>) {
+  return async (...args: A): Promise<void> => {
+    const command = args[args.length - 1] as Command;
+    const ctx = CliContext.of(command);
+    let code = 0;
+    try {
+      code = (await body(ctx, ...args.slice(0, -1) as A)) ?? 0;
+    } catch (err) {
+      code = reportError(err, ctx.json);
+    } finally {
+      await ctx.close().catch(() => undefined);
+    }
+    process.exitCode = code;
+  };
+}
+
+export function reportError(err: unknown, json: boolean): number {
+  const e = toCairnError(err);
+  process.stderr.write(`cairn: error: ${e.message.split('\n')[0]} [${e.code}]\n`);
+  if (json) process.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } })}\n`);
+  if (e.code === 'INTERNAL' && process.env.CAIRN_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+  return e.exitCode;
+}
+
+export function requireOption<T>(value: T | undefined, flag: string): T {
+  if (value === undefined || value === '') throw new CairnError('BAD_INPUT', `missing required option ${flag}`);
+  return value;
+}

@@ -1,0 +1,178 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { z } from 'zod';
+import { CairnError } from './errors.js';
+import { PARTITION_NAME } from './names.js';
+
+/**
+ * Configuration is validated once, here, into a normalised object with absolute paths;
+ * nothing below the CLI or the library entry point re-reads or re-checks it.
+ */
+const storeSchema = z
+  .object({
+    url: z.string().regex(/^(file|s3):\/\//, 'expected file://PATH or s3://BUCKET[/PREFIX]'),
+    endpoint: z.string().url().optional(),
+    region: z.string().min(1).optional(),
+    forcePathStyle: z.boolean().optional(),
+    storageClass: z.string().regex(/^[A-Z_]{1,32}$/).optional(),
+    multipartThresholdBytes: z.number().int().min(5 * 1024 * 1024).optional(),
+    partSizeBytes: z.number().int().min(5 * 1024 * 1024).optional(),
+  })
+  .strict();
+
+const logSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('embedded'), dir: z.string().min(1) }).strict(),
+  z
+    .object({
+      type: z.literal('kafka'),
+      brokers: z.array(z.string().min(1)).min(1),
+      topic: z.string().min(1),
+      clientId: z.string().min(1).optional(),
+      partitions: z.record(z.string().regex(PARTITION_NAME), z.number().int().min(0)).optional(),
+    })
+    .strict(),
+]);
+
+export const configSchema = z
+  .object({
+    store: storeSchema.default({ url: 'file://./.cairn/store' }),
+    log: logSchema.default({ type: 'embedded', dir: './.cairn/log' }),
+    stateDir: z.string().min(1).default('./.cairn/state'),
+    node: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/).optional(),
+    snapshots: z
+      .object({
+        everyRecords: z.number().int().positive().default(100_000),
+        retain: z.number().int().min(1).max(1000).default(3),
+        concurrency: z.number().int().min(1).max(256).default(16),
+      })
+      .strict()
+      .default({ everyRecords: 100_000, retain: 3, concurrency: 16 }),
+    runtime: z
+      .object({
+        batchSize: z.number().int().min(1).max(100_000).default(1000),
+        onBadRecord: z.enum(['stop', 'skip']).default('stop'),
+      })
+      .strict()
+      .default({ batchSize: 1000, onBadRecord: 'stop' }),
+    coordinator: z.object({ url: z.string().url() }).strict().optional(),
+  })
+  .strict();
+
+export type RawConfig = z.input<typeof configSchema>;
+
+export interface StoreConfig {
+  kind: 'fs' | 's3';
+  url: string;
+  /** fs: absolute root folder. */
+  root?: string;
+  /** s3: bucket and key prefix (no leading or trailing slash; may be empty). */
+  bucket?: string;
+  prefix?: string;
+  endpoint?: string;
+  region?: string;
+  forcePathStyle?: boolean;
+  storageClass?: string;
+  multipartThresholdBytes: number;
+  partSizeBytes: number;
+}
+
+export type LogConfig =
+  | { type: 'embedded'; dir: string }
+  | { type: 'kafka'; brokers: string[]; topic: string; clientId: string; partitions: Record<string, number> };
+
+export interface CairnConfig {
+  /** Where the configuration came from: a file path, or 'default'. */
+  source: string;
+  store: StoreConfig;
+  log: LogConfig;
+  stateDir: string;
+  node: string;
+  snapshots: { everyRecords: number; retain: number; concurrency: number };
+  runtime: { batchSize: number; onBadRecord: 'stop' | 'skip' };
+  coordinator?: { url: string };
+}
+
+function fieldPath(path: ReadonlyArray<PropertyKey>): string {
+  return path.length === 0 ? '(root)' : path.map(String).join('.');
+}
+
+/** Validates a raw configuration object; relative paths resolve against `baseDir`. */
+export function normaliseConfig(raw: unknown, baseDir: string, source: string): CairnConfig {
+  const parsed = configSchema.safeParse(raw ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new CairnError('INVALID_CONFIG', `${source}: invalid field ${fieldPath(issue.path)}: ${issue.message}`, {
+      details: { path: fieldPath(issue.path), source },
+    });
+  }
+  const c = parsed.data;
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const MiB = 1024 * 1024;
+  const store: StoreConfig = {
+    kind: c.store.url.startsWith('s3://') ? 's3' : 'fs',
+    url: c.store.url,
+    multipartThresholdBytes: c.store.multipartThresholdBytes ?? 64 * MiB,
+    partSizeBytes: c.store.partSizeBytes ?? 16 * MiB,
+    ...(c.store.endpoint ? { endpoint: c.store.endpoint } : {}),
+    ...(c.store.region ? { region: c.store.region } : {}),
+    ...(c.store.forcePathStyle !== undefined ? { forcePathStyle: c.store.forcePathStyle } : {}),
+    ...(c.store.storageClass ? { storageClass: c.store.storageClass } : {}),
+  };
+  if (store.kind === 'fs') {
+    store.root = abs(decodeURIComponent(c.store.url.slice('file://'.length)));
+  } else {
+    const rest = c.store.url.slice('s3://'.length);
+    const slash = rest.indexOf('/');
+    store.bucket = slash < 0 ? rest : rest.slice(0, slash);
+    store.prefix = slash < 0 ? '' : rest.slice(slash + 1).replace(/^\/+|\/+$/g, '');
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(store.bucket)) {
+      throw new CairnError('INVALID_CONFIG', `${source}: invalid field store.url: bad bucket name ${JSON.stringify(store.bucket)}`, {
+        details: { path: 'store.url', source },
+      });
+    }
+  }
+  const log: LogConfig =
+    c.log.type === 'embedded'
+      ? { type: 'embedded', dir: abs(c.log.dir) }
+      : { type: 'kafka', brokers: c.log.brokers, topic: c.log.topic, clientId: c.log.clientId ?? 'cairn', partitions: c.log.partitions ?? {} };
+  return {
+    source,
+    store,
+    log,
+    stateDir: abs(c.stateDir),
+    node: c.node ?? defaultNodeName(),
+    snapshots: c.snapshots,
+    runtime: c.runtime,
+    ...(c.coordinator ? { coordinator: c.coordinator } : {}),
+  };
+}
+
+function defaultNodeName(): string {
+  const host = (process.env.HOSTNAME ?? 'node').replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64) || 'node';
+  return `${host}-${process.pid}`;
+}
+
+/**
+ * `--config FILE`, else `$CAIRN_CONFIG`, else `./cairn.config.json` if present, else the
+ * embedded default rooted at `./.cairn/`.
+ */
+export function loadConfig(options: { file?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): CairnConfig {
+  const cwd = options.cwd ?? process.cwd();
+  const env = options.env ?? process.env;
+  const explicit = options.file ?? env.CAIRN_CONFIG;
+  const candidate = explicit ? resolve(cwd, explicit) : resolve(cwd, 'cairn.config.json');
+  if (!explicit && !existsSync(candidate)) return normaliseConfig({}, cwd, 'default');
+  let text: string;
+  try {
+    text = readFileSync(candidate, 'utf8');
+  } catch (err) {
+    throw new CairnError('INVALID_CONFIG', `cannot read config ${candidate}: ${(err as Error).message}`, { cause: err });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new CairnError('INVALID_CONFIG', `${candidate}: not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  return normaliseConfig(raw, dirname(candidate), candidate);
+}

@@ -1,0 +1,84 @@
+/**
+ * The one error type Cairn throws. `code` comes from a closed list so callers (and tests)
+ * branch on codes, never on messages; whether a failure is worth retrying is data attached
+ * to the code, overridable per instance (e.g. an S3 503 vs a 403 share STORE_UNAVAILABLE
+ * semantics only when the wrapper says so).
+ */
+export const ERROR_CODES = {
+  /** Bad usage or bad input: names, flags, malformed records. CLI exit 2. */
+  BAD_INPUT: { retryable: false, exit: 2 },
+  /** The configuration file is invalid. CLI exit 2. */
+  INVALID_CONFIG: { retryable: false, exit: 2 },
+  /** An object, snapshot, partition or key does not exist. */
+  NOT_FOUND: { retryable: false, exit: 1 },
+  /** A conditional write lost: If-Match / If-None-Match did not hold. */
+  CONDITION_FAILED: { retryable: false, exit: 1 },
+  /** The object store could not be reached or answered with a temporary failure. */
+  STORE_UNAVAILABLE: { retryable: true, exit: 1 },
+  /** The object store refused the request for a permanent reason (auth, bad bucket). */
+  STORE_FAILED: { retryable: false, exit: 1 },
+  /** The log could not be reached or answered with a temporary failure. */
+  LOG_UNAVAILABLE: { retryable: true, exit: 1 },
+  /** The log is held by another process (embedded log is single-process). */
+  LOG_BUSY: { retryable: true, exit: 1 },
+  /** The log no longer holds a needed LSN and no snapshot covers the gap. */
+  TRIM_GAP: { retryable: false, exit: 1 },
+  /** Stored bytes do not match their recorded size or sha256, or a document does not parse. */
+  CORRUPT: { retryable: false, exit: 1 },
+  /** No snapshot exists (or none usable) for the partition. */
+  NO_SNAPSHOT: { retryable: false, exit: 1 },
+  /** The local state folder is open by another process or otherwise unusable. */
+  STATE_UNAVAILABLE: { retryable: false, exit: 1 },
+  /** The user's processor threw or returned something invalid. */
+  PROCESSOR_FAILED: { retryable: false, exit: 1 },
+  /** The operation was cancelled (signal, shutdown). */
+  ABORTED: { retryable: false, exit: 1 },
+  /** A bug: an invariant did not hold. */
+  INTERNAL: { retryable: false, exit: 1 },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface CairnErrorOptions {
+  retryable?: boolean;
+  cause?: unknown;
+  details?: Record<string, unknown>;
+}
+
+export class CairnError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: CairnErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CairnError';
+    this.code = code;
+    this.retryable = options.retryable ?? ERROR_CODES[code].retryable;
+    this.details = options.details;
+  }
+
+  /** The CLI exit code this error maps to (0 is never returned). */
+  get exitCode(): number {
+    return ERROR_CODES[this.code].exit;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; retryable: boolean; details?: Record<string, unknown> } {
+    return { code: this.code, message: this.message, retryable: this.retryable, ...(this.details ? { details: this.details } : {}) };
+  }
+}
+
+export function isCairnError(err: unknown, code?: ErrorCode): err is CairnError {
+  return err instanceof CairnError && (code === undefined || err.code === code);
+}
+
+/** Wraps anything thrown into a CairnError, keeping CairnErrors as they are. */
+export function toCairnError(err: unknown, fallback: ErrorCode = 'INTERNAL'): CairnError {
+  if (err instanceof CairnError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new CairnError(fallback, message, { cause: err });
+}
+
+export function badInput(message: string, details?: Record<string, unknown>): CairnError {
+  return new CairnError('BAD_INPUT', message, details ? { details } : {});
+}

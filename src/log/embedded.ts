@@ -1,0 +1,236 @@
+import { join, resolve } from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import { CairnError, badInput } from '../core/errors.js';
+import { parseLsn, validatePartition } from '../core/names.js';
+import type { AppendRecord, Log, LogCapabilities, LogInfo, LogRecord, ReadOptions } from './types.js';
+
+/**
+ * The embedded log: one LevelDB per partition under `dir/<partition>/`, for a single
+ * process (LevelDB's LOCK file admits one opener; a second gets LOG_BUSY).
+ *
+ * Keys: 'r' + the LSN as 16 zero-padded decimal digits (Number.MAX_SAFE_INTEGER has 16), so
+ * byte order is LSN order; 'm:start' holds the first retained LSN. The end is derived at
+ * open from the last record (or equals start when everything was trimmed), so LSNs are
+ * never reused after a trim. Values: JSON `{ k, v, t }`.
+ */
+
+const RECORD_PREFIX = 'r';
+const META_START = 'm:start';
+const LSN_DIGITS = 16;
+
+const recordKey = (lsn: number): string => RECORD_PREFIX + String(lsn).padStart(LSN_DIGITS, '0');
+
+interface StoredRecord {
+  k: string;
+  v: unknown;
+  t: number;
+}
+
+export interface EmbeddedLogOptions {
+  /** Folder holding one LevelDB per partition. */
+  dir: string;
+  /**
+   * fsync each append. Default false: an append then survives the process being killed but
+   * not a power loss (LevelDB's write-ahead log is written, not fsynced).
+   */
+  sync?: boolean;
+}
+
+/** One open partition: its database, cached bounds, a write lock and read waiters. */
+class PartitionLog {
+  private tail: Promise<unknown> = Promise.resolve();
+  private readonly waiters = new Set<() => void>();
+
+  constructor(
+    readonly db: ClassicLevel<string, string>,
+    public start: number,
+    public end: number,
+  ) {}
+
+  /** Runs `fn` after every earlier exclusive section: appends and trims are serialized. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  notify(): void {
+    for (const wake of [...this.waiters]) wake();
+  }
+
+  /** Resolves on the next append, after `ms`, on abort, or when the log closes. */
+  waitForAppend(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((done) => {
+      const finish = () => {
+        clearTimeout(timer);
+        this.waiters.delete(finish);
+        signal?.removeEventListener('abort', finish);
+        done();
+      };
+      const timer = setTimeout(finish, ms);
+      this.waiters.add(finish);
+      signal?.addEventListener('abort', finish, { once: true });
+    });
+  }
+}
+
+function encodeRecord(record: AppendRecord, index: number, now: number): string {
+  if (record === null || typeof record !== 'object') throw badInput(`record ${index} is not an object`);
+  if (typeof record.key !== 'string') throw badInput(`record ${index}: key must be a string`);
+  const t = record.timestamp ?? now;
+  if (typeof t !== 'number' || !Number.isFinite(t)) throw badInput(`record ${index}: timestamp must be a finite number`);
+  try {
+    // JSON has no undefined: an absent value is stored as null.
+    return JSON.stringify({ k: record.key, v: record.value === undefined ? null : record.value, t } satisfies StoredRecord);
+  } catch (err) {
+    throw badInput(`record ${index} (key ${JSON.stringify(record.key)}): value is not JSON-serialisable: ${(err as Error).message}`);
+  }
+}
+
+export class EmbeddedLog implements Log {
+  readonly capabilities: LogCapabilities = { name: 'embedded', multiProcess: false };
+  private readonly dir: string;
+  private readonly sync: boolean;
+  private readonly partitions = new Map<string, Promise<PartitionLog>>();
+  private closed = false;
+
+  constructor(options: EmbeddedLogOptions) {
+    this.dir = resolve(options.dir);
+    this.sync = options.sync ?? false;
+  }
+
+  source(partition: string): string {
+    return `embedded:${validatePartition(partition)}`;
+  }
+
+  async append(partition: string, records: AppendRecord[]): Promise<{ first: number; last: number }> {
+    if (!Array.isArray(records)) throw badInput('append expects an array of records');
+    // Encode everything before touching the database: a bad record fails the whole call.
+    const now = Date.now();
+    const encoded = records.map((r, i) => encodeRecord(r, i, now));
+    const p = await this.partition(partition);
+    return p.exclusive(async () => {
+      const first = p.end;
+      if (encoded.length === 0) return { first, last: first - 1 };
+      const batch = p.db.batch();
+      encoded.forEach((value, i) => batch.put(recordKey(first + i), value));
+      await batch.write({ sync: this.sync });
+      p.end = first + encoded.length;
+      p.notify();
+      return { first, last: p.end - 1 };
+    });
+  }
+
+  async read(partition: string, fromLsn: number, options: ReadOptions): Promise<LogRecord[]> {
+    const from = parseLsn(fromLsn, 'fromLsn');
+    const max = options.maxRecords;
+    if (!Number.isSafeInteger(max) || max < 1) throw badInput(`invalid maxRecords ${String(max)}: expected a positive integer`);
+    const toLsn = options.toLsn === undefined ? undefined : parseLsn(options.toLsn, 'toLsn');
+    const p = await this.partition(partition);
+    const deadline = Date.now() + (options.waitMs ?? 0);
+    for (;;) {
+      const upper = Math.min(toLsn ?? Number.MAX_SAFE_INTEGER, p.end - 1);
+      const records: LogRecord[] = [];
+      if (from <= upper) {
+        for await (const [key, value] of p.db.iterator({ gte: recordKey(from), lte: recordKey(upper), limit: max })) {
+          const r = JSON.parse(value) as StoredRecord;
+          records.push({ lsn: Number(key.slice(RECORD_PREFIX.length)), key: r.k, value: r.v, timestamp: r.t });
+        }
+      }
+      // Checked after reading: trim moves `start` before deleting, so if start is still
+      // <= from now, the iterator's snapshot held every record from `from` on.
+      if (from < p.start) {
+        throw new CairnError('TRIM_GAP', `log ${partition} starts at LSN ${p.start}; LSN ${from} was trimmed`, {
+          details: { requested: from, start: p.start },
+        });
+      }
+      if (records.length > 0) return records;
+      if (toLsn !== undefined && from > toLsn) return [];
+      const remaining = deadline - Date.now();
+      if (remaining <= 0 || options.signal?.aborted || this.closed) return [];
+      await p.waitForAppend(remaining, options.signal);
+      if (this.closed) return [];
+    }
+  }
+
+  async info(partition: string): Promise<LogInfo> {
+    const p = await this.partition(partition);
+    return { start: p.start, end: p.end };
+  }
+
+  async trim(partition: string, beforeLsn: number): Promise<LogInfo> {
+    const before = parseLsn(beforeLsn, 'beforeLsn');
+    const p = await this.partition(partition);
+    const target = await p.exclusive(async () => {
+      const t = Math.min(before, p.end);
+      if (t <= p.start) return undefined;
+      // Move the start first (memory, then disk): readers see TRIM_GAP before any record
+      // disappears, and a crash mid-delete leaves only invisible leftovers below start.
+      p.start = t;
+      await p.db.put(META_START, String(t), { sync: true });
+      return t;
+    });
+    if (target !== undefined) {
+      // From the first possible key, so leftovers of an interrupted trim go too. clear() is
+      // LevelDB's native batched delete; compacting the range reclaims the space now.
+      await p.db.clear({ gte: RECORD_PREFIX, lt: recordKey(target) });
+      await p.db.compactRange(RECORD_PREFIX, recordKey(target));
+    }
+    return { start: p.start, end: p.end };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const opened = [...this.partitions.values()];
+    this.partitions.clear();
+    await Promise.all(
+      opened.map(async (pending) => {
+        const p = await pending.catch(() => undefined);
+        if (!p) return;
+        p.notify();
+        await p.exclusive(() => p.db.close());
+      }),
+    );
+  }
+
+  private partition(name: string): Promise<PartitionLog> {
+    validatePartition(name);
+    if (this.closed) return Promise.reject(new CairnError('ABORTED', 'the embedded log is closed'));
+    let pending = this.partitions.get(name);
+    if (!pending) {
+      pending = this.openPartition(name);
+      this.partitions.set(name, pending);
+      // A failed open (e.g. LOG_BUSY) is not cached: the next call tries again.
+      pending.catch(() => this.partitions.get(name) === pending && this.partitions.delete(name));
+    }
+    return pending;
+  }
+
+  private async openPartition(name: string): Promise<PartitionLog> {
+    const location = join(this.dir, name);
+    const db = new ClassicLevel<string, string>(location, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    try {
+      await db.open();
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      if (cause?.code === 'LEVEL_LOCKED') {
+        throw new CairnError(
+          'LOG_BUSY',
+          `embedded log partition ${name} (${location}) is open in another process: the embedded log is single-process; stop the other process or use a Kafka log`,
+          { cause: err, details: { partition: name, location } },
+        );
+      }
+      throw new CairnError('LOG_UNAVAILABLE', `cannot open embedded log partition ${name} (${location}): ${cause?.message ?? (err as Error).message}`, {
+        cause: err,
+        retryable: false,
+      });
+    }
+    const startText = await db.get(META_START);
+    const start = startText === undefined ? 0 : Number(startText);
+    let end = start;
+    for await (const key of db.keys({ gte: RECORD_PREFIX, lt: 's', reverse: true, limit: 1 })) {
+      end = Math.max(start, Number(key.slice(RECORD_PREFIX.length)) + 1);
+    }
+    return new PartitionLog(db, start, end);
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * The log abstraction: one ordered stream of records per partition, addressed by LSN.
+ * LSNs are dense for the embedded log and Kafka offsets for Kafka (dense unless the topic
+ * is compacted or transactional; readers must not assume lsn+1 follows lsn).
+ */
+export interface LogRecord {
+  lsn: number;
+  key: string;
+  value: unknown;
+  /** Milliseconds since the epoch, as appended. */
+  timestamp: number;
+}
+
+export interface AppendRecord {
+  key: string;
+  value: unknown;
+  timestamp?: number;
+}
+
+export interface LogInfo {
+  /** First retained LSN (the trim point). */
+  start: number;
+  /** Last LSN + 1 (the next LSN an append would get). start == end means empty. */
+  end: number;
+}
+
+export interface LogCapabilities {
+  readonly name: string;
+  /** Whether a writer in another process can append while this one reads. */
+  readonly multiProcess: boolean;
+}
+
+export interface ReadOptions {
+  /** Upper bound on records returned. */
+  maxRecords: number;
+  /** Return at most records with lsn <= this. */
+  toLsn?: number;
+  /** When nothing is available yet, wait up to this long for new records before returning []. */
+  waitMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface Log {
+  readonly capabilities: LogCapabilities;
+  /** Appends all records or none; returns the first and last LSN assigned. */
+  append(partition: string, records: AppendRecord[]): Promise<{ first: number; last: number }>;
+  /**
+   * Records with lsn >= fromLsn in order. Throws CairnError TRIM_GAP (details: { requested,
+   * start }) when fromLsn < start: a reader must never be silently moved forward.
+   */
+  read(partition: string, fromLsn: number, options: ReadOptions): Promise<LogRecord[]>;
+  info(partition: string): Promise<LogInfo>;
+  /** Deletes records with lsn < beforeLsn; never moves the start backwards; clamps to end. */
+  trim(partition: string, beforeLsn: number): Promise<LogInfo>;
+  /** A stable description of where a partition's records come from, e.g. `embedded:p0`. */
+  source(partition: string): string;
+  close(): Promise<void>;
+}

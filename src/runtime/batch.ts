@@ -1,0 +1,67 @@
+import { CairnError } from '../core/errors.js';
+import { DELETE, type StateWrite } from '../state/types.js';
+import type { ProcessorState } from './processor-module.js';
+
+const ABSENT = Symbol('absent');
+
+/**
+ * The writes of one batch, layered over the committed state. A per-record undo journal lets
+ * a record that throws be dropped (onBadRecord: "skip") without losing the batch's other
+ * records; it is cleared, not reallocated, for each record because this is the hot path.
+ */
+export class BatchWrites {
+  readonly writes = new Map<string, StateWrite>();
+  private readonly undo = new Map<string, StateWrite | typeof ABSENT>();
+
+  constructor(private readonly read: (key: string) => Promise<unknown>) {}
+
+  readonly view: ProcessorState = {
+    get: async (key) => {
+      checkKey(key);
+      if (this.writes.has(key)) {
+        const v = this.writes.get(key);
+        return v === DELETE ? undefined : v;
+      }
+      return this.read(key);
+    },
+    put: (key, value) => {
+      checkKey(key);
+      if (value === undefined) throw new CairnError('PROCESSOR_FAILED', `state.put(${JSON.stringify(key)}) with undefined; use state.del`);
+      this.remember(key);
+      this.writes.set(key, value);
+    },
+    del: (key) => {
+      checkKey(key);
+      this.remember(key);
+      this.writes.set(key, DELETE);
+    },
+  };
+
+  beginRecord(): void {
+    this.undo.clear();
+  }
+
+  /** Drops the writes of the current record only. */
+  rollbackRecord(): void {
+    for (const [key, prior] of this.undo) {
+      if (prior === ABSENT) this.writes.delete(key);
+      else this.writes.set(key, prior);
+    }
+    this.undo.clear();
+  }
+
+  clear(): void {
+    this.writes.clear();
+    this.undo.clear();
+  }
+
+  private remember(key: string): void {
+    if (!this.undo.has(key)) this.undo.set(key, this.writes.has(key) ? this.writes.get(key) : ABSENT);
+  }
+}
+
+function checkKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string' || key.length === 0) {
+    throw new CairnError('PROCESSOR_FAILED', `state keys must be non-empty strings, got ${JSON.stringify(key)}`);
+  }
+}

@@ -1,0 +1,109 @@
+import { join } from 'node:path';
+import type { CairnConfig } from '../core/config.js';
+import { silentLogger, type Logger } from '../core/logger.js';
+import { validatePartition } from '../core/names.js';
+import { createLog } from '../log/index.js';
+import type { Log } from '../log/types.js';
+import { SnapshotRepository, type CheckpointResult } from '../snapshots/repository.js';
+import { PartitionState } from '../state/partition-state.js';
+import { createStore } from '../store/index.js';
+import type { ObjectStore } from '../store/types.js';
+import { createRuntimeMetrics, type RuntimeMetrics } from './metrics.js';
+import { PartitionProcessor, type PartitionProcessorOptions } from './partition-processor.js';
+import type { Processor } from './processor-module.js';
+
+export interface CairnOptions {
+  logger?: Logger;
+  metrics?: RuntimeMetrics;
+  /** Use this store instead of building one from config (tests, custom wrappers). */
+  store?: ObjectStore;
+  /** Use this log instead of building one from config. */
+  log?: Log;
+}
+
+export type ProcessorOverrides = Partial<Pick<PartitionProcessorOptions, 'stateDir' | 'everyRecords' | 'batchSize' | 'onBadRecord' | 'node' | 'onBootstrapProgress'>>;
+
+/**
+ * The library entry point: a validated configuration plus the store, log and snapshot
+ * repository it describes. Store and log are created on first use, so a command that fails
+ * validation never creates a folder or opens a connection.
+ */
+export class Cairn {
+  private storeInstance: ObjectStore | undefined;
+  private logInstance: Log | undefined;
+  private repositoryInstance: SnapshotRepository | undefined;
+  readonly logger: Logger;
+  readonly metrics: RuntimeMetrics;
+
+  constructor(
+    readonly config: CairnConfig,
+    private readonly options: CairnOptions = {},
+  ) {
+    this.logger = options.logger ?? silentLogger;
+    this.metrics = options.metrics ?? createRuntimeMetrics();
+  }
+
+  get store(): ObjectStore {
+    this.storeInstance ??= this.options.store ?? createStore(this.config.store, { registry: this.metrics.registry });
+    return this.storeInstance;
+  }
+
+  get log(): Log {
+    this.logInstance ??= this.options.log ?? createLog(this.config.log);
+    return this.logInstance;
+  }
+
+  get snapshots(): SnapshotRepository {
+    this.repositoryInstance ??= new SnapshotRepository(this.store, {
+      retain: this.config.snapshots.retain,
+      concurrency: this.config.snapshots.concurrency,
+      logger: this.logger,
+      ...(this.config.store.storageClass ? { storageClass: this.config.store.storageClass } : {}),
+    });
+    return this.repositoryInstance;
+  }
+
+  /** The local state folder of a partition. */
+  stateDirOf(partition: string, stateDir = this.config.stateDir): string {
+    return join(stateDir, validatePartition(partition));
+  }
+
+  processor(partition: string, processor: Processor, overrides: ProcessorOverrides = {}): PartitionProcessor {
+    return new PartitionProcessor({
+      partition: validatePartition(partition),
+      processor,
+      log: this.log,
+      repository: this.snapshots,
+      stateDir: this.config.stateDir,
+      node: this.config.node,
+      everyRecords: this.config.snapshots.everyRecords,
+      batchSize: this.config.runtime.batchSize,
+      onBadRecord: this.config.runtime.onBadRecord,
+      logger: this.logger,
+      metrics: this.metrics,
+      ...overrides,
+    });
+  }
+
+  /** Checkpoints a state folder that no processor has open (e.g. after `cairn run` exited). */
+  async checkpointStateDir(partition: string, dir: string, onProgress?: (done: number, total: number) => void): Promise<CheckpointResult> {
+    validatePartition(partition);
+    const state = await PartitionState.open(dir, { create: false, partition });
+    try {
+      const capture = await state.capture(join(dir, '..', '.staging', `${partition}-checkpoint-${process.pid}`));
+      return await this.snapshots.checkpoint(capture, {
+        partition,
+        node: this.config.node,
+        source: this.config.log.type === 'embedded' ? `embedded:${partition}` : `kafka:${this.config.log.topic}/${partition}`,
+        ...(onProgress ? { onProgress } : {}),
+      });
+    } finally {
+      await state.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.logInstance?.close();
+    await this.storeInstance?.close();
+  }
+}

@@ -1,0 +1,24 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Prometheus metrics of the processor runtime; one set per registry. */
+export interface RuntimeMetrics {
+  registry: Registry;
+  recordsApplied: Counter<'partition'>;
+  recordsSkipped: Counter<'partition'>;
+  appliedLsn: Gauge<'partition'>;
+  snapshots: Counter<'partition' | 'status'>;
+  snapshotBytes: Counter<'partition' | 'kind'>;
+  syncPause: Histogram<'partition'>;
+}
+
+export function createRuntimeMetrics(registry = new Registry()): RuntimeMetrics {
+  return {
+    registry,
+    recordsApplied: new Counter({ name: 'cairn_records_applied_total', help: 'Records applied to partition state', labelNames: ['partition'], registers: [registry] }),
+    recordsSkipped: new Counter({ name: 'cairn_records_skipped_total', help: 'Records skipped because the processor threw (onBadRecord: skip)', labelNames: ['partition'], registers: [registry] }),
+    appliedLsn: new Gauge({ name: 'cairn_applied_lsn', help: 'Last LSN committed to partition state', labelNames: ['partition'], registers: [registry] }),
+    snapshots: new Counter({ name: 'cairn_snapshots_total', help: 'Snapshots by outcome (published, superseded, failed)', labelNames: ['partition', 'status'], registers: [registry] }),
+    snapshotBytes: new Counter({ name: 'cairn_snapshot_bytes_total', help: 'Snapshot bytes uploaded from this worker or copied server-side', labelNames: ['partition', 'kind'], registers: [registry] }),
+    syncPause: new Histogram({ name: 'cairn_snapshot_sync_pause_seconds', help: 'Time the apply loop was paused to capture a consistent file set', labelNames: ['partition'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry] }),
+  };
+}

@@ -1,0 +1,253 @@
+import { join } from 'node:path';
+import { CairnError, isCairnError, toCairnError } from '../core/errors.js';
+import { newSnapshotId } from '../core/ids.js';
+import type { Logger } from '../core/logger.js';
+import { validatePartition } from '../core/names.js';
+import type { Log, LogRecord } from '../log/types.js';
+import type { CheckpointResult, SnapshotRepository } from '../snapshots/repository.js';
+import { PartitionState } from '../state/partition-state.js';
+import { BatchWrites } from './batch.js';
+import { bootstrapFromSnapshot, openOrBootstrap, trimGapError, type OpenedState } from './bootstrap.js';
+import type { Processor } from './processor-module.js';
+import type { RuntimeMetrics } from './metrics.js';
+
+export interface PartitionProcessorOptions {
+  partition: string;
+  processor: Processor;
+  log: Log;
+  repository: SnapshotRepository;
+  /** Root state folder; this partition's LevelDB lives in `{stateDir}/{partition}`. */
+  stateDir: string;
+  node: string;
+  /** Take a snapshot after this many records applied since the last one; 0 = never. */
+  everyRecords: number;
+  batchSize: number;
+  onBadRecord: 'stop' | 'skip';
+  logger: Logger;
+  metrics?: RuntimeMetrics;
+  onBootstrapProgress?: (done: number, total: number) => void;
+}
+
+export interface RunOptions {
+  /** Stop once this LSN is applied. */
+  untilLsn?: number;
+  /** Stop once caught up with the log's end. */
+  stopAtEnd?: boolean;
+  /** Take a final snapshot before returning (if anything was applied since the last). */
+  checkpointOnExit?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface RunSummary {
+  partition: string;
+  start: { source: OpenedState['source']; lsn: number; reason?: string };
+  appliedLsn: number;
+  recordsApplied: number;
+  recordsSkipped: number;
+  snapshots: CheckpointResult[];
+  stoppedBy: 'until-lsn' | 'end-of-log' | 'signal';
+}
+
+/**
+ * One partition's apply loop. Records are applied in batches; each batch's state writes and
+ * its last LSN commit in one LevelDB batch, so after any crash the state is exactly "every
+ * record up to the stored LSN". Snapshots are triggered by records applied, at most one in
+ * flight: the loop pauses only for the synchronous capture, the upload overlaps applying.
+ */
+export class PartitionProcessor {
+  private state: PartitionState | undefined;
+  private opened: OpenedState | undefined;
+  private inFlight: Promise<void> | undefined;
+  private sinceSnapshot = 0;
+  private snapshotRetryAt = 0;
+  private lastSnapshotLsn = -1;
+  private readonly hashCache = new Map<string, string>();
+  private readonly results: CheckpointResult[] = [];
+  readonly dir: string;
+
+  constructor(private readonly options: PartitionProcessorOptions) {
+    validatePartition(options.partition);
+    this.dir = join(options.stateDir, options.partition);
+  }
+
+  get appliedLsn(): number {
+    return this.state?.appliedLsn ?? -1;
+  }
+
+  /** Opens local state, or bootstraps it from the latest snapshot. */
+  async open(): Promise<OpenedState> {
+    if (this.opened) return this.opened;
+    this.opened = await openOrBootstrap(this.context());
+    this.state = this.opened.state;
+    this.lastSnapshotLsn = this.opened.restore?.metadata.lsn ?? -1;
+    this.options.logger.info({ partition: this.options.partition, source: this.opened.source, lsn: this.appliedLsn, reason: this.opened.reason }, 'partition state opened');
+    return this.opened;
+  }
+
+  async run(options: RunOptions = {}): Promise<RunSummary> {
+    const opened = await this.open();
+    const startLsn = this.appliedLsn;
+    const { partition, batchSize, log } = this.options;
+    let applied = 0;
+    let skipped = 0;
+    let stoppedBy: RunSummary['stoppedBy'] = 'signal';
+    while (!options.signal?.aborted) {
+      if (options.untilLsn !== undefined && this.appliedLsn >= options.untilLsn) {
+        stoppedBy = 'until-lsn';
+        break;
+      }
+      let records: LogRecord[];
+      try {
+        records = await log.read(partition, this.appliedLsn + 1, {
+          maxRecords: batchSize,
+          waitMs: options.stopAtEnd ? 0 : 500,
+          ...(options.untilLsn !== undefined ? { toLsn: options.untilLsn } : {}),
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+      } catch (err) {
+        if (!isCairnError(err, 'TRIM_GAP')) throw err;
+        await this.recoverFromTrimGap();
+        continue;
+      }
+      if (records.length === 0) {
+        if (options.stopAtEnd && (await log.info(partition)).end <= this.appliedLsn + 1) {
+          stoppedBy = 'end-of-log';
+          break;
+        }
+        continue;
+      }
+      const outcome = await this.applyBatch(records);
+      applied += outcome.applied;
+      skipped += outcome.skipped;
+      await this.maybeSnapshot(records.length);
+    }
+    await this.drainSnapshot();
+    if (options.checkpointOnExit && this.appliedLsn > this.lastSnapshotLsn) await this.checkpoint();
+    return {
+      partition,
+      start: { source: opened.source, lsn: startLsn, ...(opened.reason ? { reason: opened.reason } : {}) },
+      appliedLsn: this.appliedLsn,
+      recordsApplied: applied,
+      recordsSkipped: skipped,
+      snapshots: [...this.results],
+      stoppedBy,
+    };
+  }
+
+  /** Takes a snapshot now and waits for it (sync phase, then upload). */
+  async checkpoint(): Promise<CheckpointResult> {
+    await this.drainSnapshot();
+    return (await this.startSnapshot()).result;
+  }
+
+  async close(): Promise<void> {
+    await this.drainSnapshot();
+    await this.state?.close();
+    this.state = undefined;
+    this.opened = undefined;
+  }
+
+  private async applyBatch(records: LogRecord[]): Promise<{ applied: number; skipped: number }> {
+    const state = this.requireState();
+    const batch = new BatchWrites((key) => state.get(key));
+    const { processor, onBadRecord, logger, partition, metrics } = this.options;
+    let skipped = 0;
+    for (const record of records) {
+      batch.beginRecord();
+      try {
+        await processor.apply(record, batch.view);
+      } catch (err) {
+        if (onBadRecord === 'skip') {
+          batch.rollbackRecord();
+          skipped++;
+          metrics?.recordsSkipped.inc({ partition });
+          logger.warn({ partition, lsn: record.lsn, err: String(err) }, 'processor threw; record skipped');
+          continue;
+        }
+        // Nothing of this batch is committed: state stays at the last good LSN.
+        throw new CairnError('PROCESSOR_FAILED', `processor ${processor.name} failed on ${partition} at LSN ${record.lsn}: ${(err as Error)?.message ?? String(err)}`, {
+          cause: err,
+          details: { partition, lsn: record.lsn },
+        });
+      }
+    }
+    const last = records[records.length - 1]!.lsn;
+    await state.commit(batch.writes, last);
+    metrics?.recordsApplied.inc({ partition }, records.length - skipped);
+    metrics?.appliedLsn.set({ partition }, last);
+    return { applied: records.length - skipped, skipped };
+  }
+
+  private async maybeSnapshot(count: number): Promise<void> {
+    this.sinceSnapshot += count;
+    const every = this.options.everyRecords;
+    if (every <= 0 || this.sinceSnapshot < every || this.inFlight || Date.now() < this.snapshotRetryAt) return;
+    await this.startSnapshot();
+  }
+
+  /**
+   * Sync phase inline (the loop is paused while we await it); the async phase runs in the
+   * background. `result` rejects on failure for callers who wait; the background path logs
+   * the failure and backs off, so a store outage never stops the apply loop.
+   */
+  private async startSnapshot(): Promise<{ result: Promise<CheckpointResult> }> {
+    const state = this.requireState();
+    const { repository, partition, node, log, logger, metrics } = this.options;
+    const staging = join(this.options.stateDir, '.staging', `${partition}-${newSnapshotId()}`);
+    const capture = await state.capture(staging);
+    this.sinceSnapshot = 0;
+    metrics?.syncPause.observe({ partition }, capture.syncPauseMs / 1000);
+    const result = repository
+      .checkpoint(capture, { partition, node, source: log.source(partition), hashCache: this.hashCache, logger })
+      .finally(() => capture.release().catch(() => undefined));
+    const settled = result.then(
+      (r) => {
+        this.results.push(r);
+        if (r.status === 'published') this.lastSnapshotLsn = r.metadata.lsn;
+        metrics?.snapshots.inc({ partition, status: r.status });
+        metrics?.snapshotBytes.inc({ partition, kind: 'uploaded' }, r.metadata.stats.uploadedBytes);
+        metrics?.snapshotBytes.inc({ partition, kind: 'copied' }, r.metadata.stats.copiedBytes);
+        logger.info({ partition, status: r.status, lsn: r.metadata.lsn, snapshotId: r.metadata.snapshotId, stats: r.metadata.stats }, 'snapshot finished');
+      },
+      (err: unknown) => {
+        this.snapshotRetryAt = Date.now() + 5_000;
+        metrics?.snapshots.inc({ partition, status: 'failed' });
+        logger.error({ partition, err: toCairnError(err).toJSON() }, 'snapshot failed; will retry');
+      },
+    );
+    this.inFlight = settled.finally(() => {
+      this.inFlight = undefined;
+    });
+    return { result };
+  }
+
+  private async drainSnapshot(): Promise<void> {
+    while (this.inFlight) await this.inFlight;
+  }
+
+  /** The log was trimmed past us while running (e.g. by the coordinator): re-bootstrap. */
+  private async recoverFromTrimGap(): Promise<void> {
+    const info = await this.options.log.info(this.options.partition);
+    const needed = this.appliedLsn + 1;
+    await this.drainSnapshot();
+    const latest = await this.options.repository.latest(this.options.partition);
+    if (!latest || latest.pointer.lsn + 1 < info.start) {
+      throw trimGapError(this.options.partition, needed, info.start, latest?.pointer.lsn);
+    }
+    await this.state?.close();
+    this.state = undefined;
+    const restore = await bootstrapFromSnapshot(this.context(), needed, info.start);
+    this.state = await PartitionState.open(this.dir, { create: false, partition: this.options.partition });
+    this.lastSnapshotLsn = restore.metadata.lsn;
+  }
+
+  private context() {
+    const { partition, log, repository, logger, onBootstrapProgress } = this.options;
+    return { partition, dir: this.dir, log, repository, logger, ...(onBootstrapProgress ? { onProgress: onBootstrapProgress } : {}) };
+  }
+
+  private requireState(): PartitionState {
+    if (!this.state) throw new CairnError('INTERNAL', `partition ${this.options.partition} is not open`);
+    return this.state;
+  }
+}

@@ -1,0 +1,150 @@
+import PQueue from 'p-queue';
+import { sha256File } from '../core/checksums.js';
+import { isCairnError } from '../core/errors.js';
+import { newSnapshotId } from '../core/ids.js';
+import { badInput } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { Capture, CapturedFile } from '../state/types.js';
+import type { ObjectStore } from '../store/types.js';
+import { isTableFile, layout } from './layout.js';
+import { deleteSnapshotFolder, publishPointer, readLatest, readMetadata, type PointerRead } from './pointer.js';
+import { toRetainedEntry, type SnapshotFile, type SnapshotMetadata } from './schemas.js';
+
+/**
+ * The asynchronous phase of a checkpoint: move a captured file set into
+ * `{partition}/{snapshotId}_{lsn}/`, copying server-side every table the previous snapshot
+ * already holds, then write metadata.json and move latest.json forward.
+ */
+export interface CheckpointOptions {
+  partition: string;
+  node: string;
+  source: string;
+  retain: number;
+  concurrency: number;
+  storageClass?: string;
+  /** sha256 by `${name}:${size}`: LevelDB never reuses a table number, so this is stable per state folder. */
+  hashCache?: Map<string, string>;
+  onProgress?: (done: number, total: number) => void;
+  logger?: Logger;
+  signal?: AbortSignal;
+}
+
+export type CheckpointResult =
+  | { status: 'published'; metadata: SnapshotMetadata; evicted: string[] }
+  | { status: 'superseded'; metadata: SnapshotMetadata; currentLsn: number };
+
+async function hashOf(file: CapturedFile, cache: Map<string, string> | undefined): Promise<string> {
+  const cacheKey = `${file.name}:${file.size}`;
+  const cached = isTableFile(file.name) ? cache?.get(cacheKey) : undefined;
+  if (cached) return cached;
+  const { sha256, size } = await sha256File(file.path);
+  if (size !== file.size) throw badInput(`staged file ${file.name} changed size while checkpointing`);
+  if (isTableFile(file.name)) cache?.set(cacheKey, sha256);
+  return sha256;
+}
+
+async function previousFiles(store: ObjectStore, known: PointerRead | undefined, logger?: Logger): Promise<Map<string, SnapshotFile>> {
+  if (!known) return new Map();
+  try {
+    const meta = await readMetadata(store, known.pointer.path);
+    return new Map(meta.files.map((f) => [f.name, f]));
+  } catch (err) {
+    // A broken previous snapshot only costs us the server-side copies; upload everything.
+    logger?.warn({ err: String(err), path: known.pointer.path }, 'previous snapshot unreadable; uploading all files');
+    return new Map();
+  }
+}
+
+export async function checkpoint(store: ObjectStore, capture: Capture, options: CheckpointOptions): Promise<CheckpointResult> {
+  const started = performance.now();
+  if (capture.lsn < 0) throw badInput(`partition ${options.partition} has applied nothing yet; there is nothing to checkpoint`);
+  const snapshotId = newSnapshotId();
+  const path = layout.snapshotPath(options.partition, snapshotId, capture.lsn);
+  const known = await readLatest(store, options.partition);
+  const previous = await previousFiles(store, known, options.logger);
+
+  const total = capture.files.reduce((n, f) => n + f.size, 0);
+  let done = 0;
+  const progress = (delta: number) => {
+    done += delta;
+    options.onProgress?.(done, total);
+  };
+  const stats = { uploadedBytes: 0, copiedBytes: 0, referencedBytes: 0 };
+  const queue = new PQueue({ concurrency: options.concurrency });
+  const files: SnapshotFile[] = [];
+  let metadataWritten = false;
+
+  const transfer = async (file: CapturedFile): Promise<SnapshotFile> => {
+    const sha256 = await hashOf(file, options.hashCache);
+    const key = layout.file(path, file.name);
+    const prior = previous.get(file.name);
+    if (isTableFile(file.name) && prior && prior.size === file.size && prior.sha256 === sha256) {
+      try {
+        await store.copy(prior.key, key, { size: file.size });
+        stats.copiedBytes += file.size;
+        progress(file.size);
+        return { name: file.name, size: file.size, sha256, key };
+      } catch (err) {
+        // Evicted by a racing uploader between our read and the copy: send our own bytes.
+        if (!isCairnError(err, 'NOT_FOUND')) throw err;
+      }
+    }
+    await store.uploadFile(key, file.path, { onBytes: progress, ...(options.signal ? { signal: options.signal } : {}) });
+    stats.uploadedBytes += file.size;
+    return { name: file.name, size: file.size, sha256, key };
+  };
+
+  try {
+    const results = await Promise.all(capture.files.map((f) => queue.add(() => transfer(f))));
+    files.push(...results.sort((a, b) => a.name.localeCompare(b.name)));
+    const createdAt = new Date().toISOString();
+    const metadata: SnapshotMetadata = {
+      format: 1,
+      partition: options.partition,
+      snapshotId,
+      lsn: capture.lsn,
+      createdAt,
+      node: options.node,
+      source: options.source,
+      storageClass: options.storageClass ?? 'STANDARD',
+      files,
+      stats: { ...stats, syncPauseMs: round(capture.syncPauseMs), durationMs: round(performance.now() - started + capture.syncPauseMs) },
+    };
+    // Nothing under the folder is written after metadata.json: it marks the snapshot complete.
+    await store.put(layout.metadata(path), JSON.stringify(metadata, null, 2), { ifNoneMatch: '*', contentType: 'application/json' });
+    metadataWritten = true;
+    const published = await publishPointer(store, options.partition, toRetainedEntry(metadata, path), {
+      retain: options.retain,
+      known,
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
+    if (published.status === 'superseded') {
+      await deleteSnapshotFolder(store, path);
+      return { status: 'superseded', metadata, currentLsn: published.current.lsn };
+    }
+    for (const old of published.evicted) await deleteSnapshotFolder(store, old.path);
+    return { status: 'published', metadata, evicted: published.evicted.map((e) => e.path) };
+  } catch (err) {
+    queue.clear();
+    await queue.onIdle().catch(() => undefined);
+    if (!metadataWritten || !(await pointerMayReference(store, options.partition, path))) {
+      // The pointer never saw this folder: it is garbage, clean what we can.
+      await deleteSnapshotFolder(store, path).catch(() => undefined);
+    }
+    throw err;
+  }
+}
+
+/** After a failed publish the PUT may still have landed; only a clear "no" allows deletion. */
+async function pointerMayReference(store: ObjectStore, partition: string, path: string): Promise<boolean> {
+  try {
+    const now = await readLatest(store, partition);
+    return now !== undefined && now.pointer.retained.some((e) => e.path === path);
+  } catch {
+    return true;
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}

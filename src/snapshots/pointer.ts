@@ -1,0 +1,126 @@
+import { CairnError, isCairnError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { ObjectStore } from '../store/types.js';
+import { layout } from './layout.js';
+import { latestSchema, metadataSchema, parseDocument, type LatestPointer, type RetainedEntry, type SnapshotMetadata } from './schemas.js';
+
+/**
+ * latest.json is the only object Cairn ever overwrites. Every update is a conditional PUT
+ * against the ETag that was read, so two uploaders racing can interleave in any order and
+ * the pointer still only ever moves forward in LSN.
+ */
+export interface PointerRead {
+  pointer: LatestPointer;
+  etag: string;
+}
+
+export async function readLatest(store: ObjectStore, partition: string): Promise<PointerRead | undefined> {
+  const key = layout.latest(partition);
+  try {
+    const { body, etag } = await store.get(key);
+    return { pointer: parseDocument(latestSchema, body, key), etag };
+  } catch (err) {
+    if (isCairnError(err, 'NOT_FOUND')) return undefined;
+    throw err;
+  }
+}
+
+export async function readMetadata(store: ObjectStore, snapshotPath: string): Promise<SnapshotMetadata> {
+  const key = layout.metadata(snapshotPath);
+  const { body } = await store.get(key);
+  const meta = parseDocument(metadataSchema, body, key);
+  if (layout.snapshotPath(meta.partition, meta.snapshotId, meta.lsn) !== snapshotPath) {
+    throw new CairnError('CORRUPT', `${key} describes ${meta.partition}/${meta.snapshotId}_${meta.lsn}, not its own folder`, { details: { key } });
+  }
+  return meta;
+}
+
+/** Fork names whose pins reference this partition's snapshots, with the snapshot paths they pin. */
+export async function readPins(store: ObjectStore, partition: string): Promise<Map<string, Set<string>>> {
+  const pinned = new Map<string, Set<string>>();
+  for await (const obj of store.list(layout.pinsPrefix(partition))) {
+    try {
+      const { body } = await store.get(obj.key);
+      const pin = JSON.parse(body.toString()) as { fork?: string; snapshots?: unknown };
+      const paths = Array.isArray(pin.snapshots) ? pin.snapshots.filter((s): s is string => typeof s === 'string') : [];
+      for (const p of paths) {
+        const forks = pinned.get(p) ?? new Set<string>();
+        forks.add(String(pin.fork ?? obj.key));
+        pinned.set(p, forks);
+      }
+    } catch (err) {
+      if (!isCairnError(err, 'NOT_FOUND')) throw err;
+    }
+  }
+  return pinned;
+}
+
+export type PublishResult =
+  | { status: 'published'; pointer: LatestPointer; evicted: RetainedEntry[] }
+  | { status: 'superseded'; current: LatestPointer };
+
+export interface PublishOptions {
+  retain: number;
+  /** The pointer read before the upload began, reused to save a GET when nobody raced us. */
+  known?: PointerRead | undefined;
+  maxAttempts?: number;
+  logger?: Logger;
+}
+
+/**
+ * Moves latest.json to `entry` unless it already holds an LSN >= ours. Returns the entries
+ * that fell out of the retention window (never pinned ones); the caller deletes their folders
+ * only after this returns, so a reader following the pointer never meets a deleted snapshot
+ * it was just pointed at.
+ */
+export async function publishPointer(
+  store: ObjectStore,
+  partition: string,
+  entry: RetainedEntry,
+  options: PublishOptions,
+): Promise<PublishResult> {
+  let current = options.known === undefined ? await readLatest(store, partition) : options.known;
+  const attempts = options.maxAttempts ?? 20;
+  let pins: Map<string, Set<string>> | undefined;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    if (current && current.pointer.snapshotId === entry.snapshotId) {
+      // A retried PUT that had in fact succeeded: the pointer already is ours.
+      return { status: 'published', pointer: current.pointer, evicted: [] };
+    }
+    if (current && current.pointer.lsn >= entry.lsn) return { status: 'superseded', current: current.pointer };
+    pins ??= await readPins(store, partition);
+    const previous = current?.pointer.retained ?? [];
+    const merged = [entry, ...previous.filter((e) => e.snapshotId !== entry.snapshotId)];
+    const keep = merged.filter((e, i) => i < options.retain || pins!.has(e.path));
+    const evicted = merged.filter((e) => !keep.includes(e));
+    const next: LatestPointer = { format: 1, partition, ...entry, retained: keep };
+    try {
+      await store.put(layout.latest(partition), JSON.stringify(next, null, 2), {
+        ...(current ? { ifMatch: current.etag } : { ifNoneMatch: '*' as const }),
+        contentType: 'application/json',
+      });
+      return { status: 'published', pointer: next, evicted };
+    } catch (err) {
+      if (!isCairnError(err, 'CONDITION_FAILED')) throw err;
+      options.logger?.debug({ partition, attempt }, 'latest.json changed under us; re-reading');
+      current = await readLatest(store, partition);
+      pins = undefined;
+    }
+  }
+  throw new CairnError('STORE_UNAVAILABLE', `latest.json of ${partition} kept changing; gave up after ${attempts} attempts`, {
+    retryable: true,
+  });
+}
+
+/** Deletes every object under a snapshot folder. */
+export async function deleteSnapshotFolder(store: ObjectStore, snapshotPath: string): Promise<void> {
+  const keys: string[] = [];
+  let metadataKey: string | undefined;
+  for await (const obj of store.list(`${snapshotPath}/`)) {
+    if (obj.key === layout.metadata(snapshotPath)) metadataKey = obj.key;
+    else keys.push(obj.key);
+  }
+  // metadata.json goes first: a folder without it is plainly incomplete to every reader.
+  if (metadataKey) await store.delete([metadataKey]);
+  if (keys.length > 0) await store.delete(keys);
+}

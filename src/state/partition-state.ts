@@ -1,0 +1,235 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import { CairnError, badInput } from '../core/errors.js';
+import { validatePartition } from '../core/names.js';
+import { SENTINEL_KEY, captureLevelDb } from './capture.js';
+import { DELETE, type Capture, type StateEntry, type StateWrite } from './types.js';
+
+/**
+ * Local partition state on classic-level (LevelDB 1.20).
+ *
+ * Key layout (bytes, compared by LevelDB's bytewise comparator):
+ *   0x00            the flush sentinel: never written; compactRange([0x00, 0x00]) overlaps
+ *                   no table, so it only flushes the memtable (see capture.ts)
+ *   'd:' + key      user data (UTF-8); the prefix keeps user keys apart from metadata
+ *   'm:lsn'         applied LSN (decimal), written in the same batch as the data it covers
+ *   'm:partition'   the partition name the folder was created for (informational)
+ * Entries come back in UTF-8 byte order of the user key.
+ *
+ * Values: one tag byte then the payload: 'j' JSON text, 'b' raw bytes (Uint8Array values,
+ * for processors that ask for bytes). Decoding returns a Buffer for 'b'.
+ */
+
+const DATA_PREFIX = 'd:';
+const DATA_END = 'd;'; // ';' is ':' + 1: the exclusive upper bound of the data prefix
+const META_LSN = 'm:lsn';
+const META_PARTITION = 'm:partition';
+const TAG_JSON = 0x6a; // 'j'
+const TAG_BYTES = 0x62; // 'b'
+
+export type StateDb = ClassicLevel<string, Buffer>;
+
+export interface PartitionStateOptions {
+  /** Create the database when the folder holds none (default true); else NOT_FOUND. */
+  create?: boolean;
+  /** Recorded in the state when it is first created. Not enforced on open: a fork's state
+   * is restored from its parent's files and legitimately carries the parent's name. */
+  partition?: string;
+  /**
+   * fsync every commit. Default false: LevelDB then appends the batch to its write-ahead
+   * log without fsync, which survives the process being killed (kill -9: the bytes are in
+   * the OS page cache) but not a power loss or kernel crash, where the last commits can be
+   * lost (never torn: recovery stops at the last intact batch). The object store, not the
+   * local disk, is the durable copy, and a lost tail is re-applied from the log.
+   */
+  sync?: boolean;
+  /** LevelDB memtable size in bytes; small values force many tables (tests, benchmarks). */
+  writeBufferSize?: number;
+}
+
+export interface EntriesOptions {
+  gt?: string;
+  gte?: string;
+  lt?: string;
+  limit?: number;
+}
+
+function encodeValue(key: string, value: unknown): Buffer {
+  if (value instanceof Uint8Array) {
+    const out = Buffer.allocUnsafe(value.length + 1);
+    out[0] = TAG_BYTES;
+    out.set(value, 1);
+    return out;
+  }
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (err) {
+    throw badInput(`value for key ${JSON.stringify(key)} is not JSON-serialisable: ${(err as Error).message}`);
+  }
+  if (text === undefined) throw badInput(`value for key ${JSON.stringify(key)} is not JSON-serialisable (${typeof value})`);
+  return Buffer.concat([Buffer.from([TAG_JSON]), Buffer.from(text, 'utf8')]);
+}
+
+function decodeValue(buf: Buffer): unknown {
+  if (buf[0] === TAG_BYTES) return Buffer.from(buf.subarray(1));
+  if (buf[0] === TAG_JSON) return JSON.parse(buf.toString('utf8', 1));
+  throw new CairnError('CORRUPT', `state value with unknown tag byte ${buf[0]}`);
+}
+
+/** Maps classic-level's open failures (error.cause.code) onto Cairn's codes. */
+function openError(dir: string, err: unknown): CairnError {
+  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  const code = e.cause?.code ?? e.code;
+  const message = e.cause?.message ?? e.message ?? String(err);
+  if (code === 'LEVEL_LOCKED') {
+    return new CairnError('STATE_UNAVAILABLE', `state folder ${dir} is open by another process or handle: ${message}`, { cause: err });
+  }
+  if (code === 'LEVEL_CORRUPTION' || (code === 'LEVEL_IO_ERROR' && /No such file|not found/i.test(message))) {
+    return new CairnError('CORRUPT', `state folder ${dir} is damaged: ${message}`, { cause: err });
+  }
+  if (/does not exist/.test(message)) return new CairnError('NOT_FOUND', `no state in ${dir}`, { cause: err });
+  return new CairnError('STATE_UNAVAILABLE', `cannot open state folder ${dir}: ${message}`, { cause: err });
+}
+
+export class PartitionState {
+  private lsn: number;
+  private capturing = false;
+  private closed = false;
+
+  private constructor(
+    readonly dir: string,
+    private readonly db: StateDb,
+    lsn: number,
+    private readonly storedPartition: string | undefined,
+    private readonly sync: boolean,
+  ) {
+    this.lsn = lsn;
+  }
+
+  static async open(dir: string, options: PartitionStateOptions = {}): Promise<PartitionState> {
+    const location = resolve(dir);
+    const create = options.create ?? true;
+    if (options.partition !== undefined) validatePartition(options.partition);
+    if (!create && !existsSync(resolve(location, 'CURRENT'))) throw new CairnError('NOT_FOUND', `no state in ${location}`);
+    const db: StateDb = new ClassicLevel<string, Buffer>(location, {
+      keyEncoding: 'utf8',
+      valueEncoding: 'buffer',
+      createIfMissing: create,
+      ...(options.writeBufferSize ? { writeBufferSize: options.writeBufferSize } : {}),
+    });
+    try {
+      await db.open();
+    } catch (err) {
+      throw openError(location, err);
+    }
+    try {
+      const [lsnBuf, partBuf] = await db.getMany([META_LSN, META_PARTITION], { valueEncoding: 'utf8' });
+      const lsn = lsnBuf === undefined ? -1 : Number(lsnBuf);
+      if (!Number.isSafeInteger(lsn) || lsn < -1) throw new CairnError('CORRUPT', `state folder ${location}: bad applied LSN ${JSON.stringify(lsnBuf)}`);
+      let partition = partBuf as string | undefined;
+      if (partition === undefined && options.partition !== undefined) {
+        await db.put(META_PARTITION, options.partition, { valueEncoding: 'utf8' });
+        partition = options.partition;
+      }
+      return new PartitionState(location, db, lsn, partition, options.sync ?? false);
+    } catch (err) {
+      await db.close().catch(() => undefined);
+      throw err instanceof CairnError ? err : openError(location, err);
+    }
+  }
+
+  /** The last LSN whose writes are committed; -1 when nothing was ever applied. */
+  get appliedLsn(): number {
+    return this.lsn;
+  }
+
+  /** The partition name recorded when the state was created (a fork's may be its parent's). */
+  get partition(): string | undefined {
+    return this.storedPartition;
+  }
+
+  async get(key: string): Promise<unknown | undefined> {
+    this.assertOpen();
+    const buf = await this.db.get(DATA_PREFIX + key);
+    return buf === undefined ? undefined : decodeValue(buf);
+  }
+
+  /**
+   * Applies `writes` (DELETE removes a key) and records `lsn` as applied, in one atomic
+   * LevelDB batch: after a crash the state holds either all of it or none of it.
+   */
+  async commit(writes: ReadonlyMap<string, StateWrite>, lsn: number, options: { sync?: boolean } = {}): Promise<void> {
+    this.assertOpen();
+    if (this.capturing) throw new CairnError('INTERNAL', 'commit during a checkpoint capture: the apply loop must pause');
+    if (!Number.isSafeInteger(lsn) || lsn < 0) throw new CairnError('INTERNAL', `commit with invalid LSN ${lsn}`);
+    if (lsn < this.lsn) throw new CairnError('INTERNAL', `applied LSN would go backwards: ${this.lsn} -> ${lsn}`);
+    const batch = this.db.batch();
+    for (const [key, value] of writes) {
+      if (value === DELETE) batch.del(DATA_PREFIX + key);
+      else batch.put(DATA_PREFIX + key, encodeValue(key, value));
+    }
+    batch.put(META_LSN, Buffer.from(String(lsn)));
+    await batch.write({ sync: options.sync ?? this.sync });
+    this.lsn = lsn;
+  }
+
+  /** User entries in key order (UTF-8 bytes); `gt`/`gte`/`lt` bound user keys. */
+  async *entries(options: EntriesOptions = {}): AsyncIterable<StateEntry> {
+    this.assertOpen();
+    const range: { gt?: string; gte?: string; lt: string; limit?: number } = { lt: DATA_END };
+    if (options.gt !== undefined) range.gt = DATA_PREFIX + options.gt;
+    else range.gte = DATA_PREFIX + (options.gte ?? '');
+    if (options.lt !== undefined) range.lt = DATA_PREFIX + options.lt;
+    if (options.limit !== undefined) range.limit = options.limit;
+    for await (const [k, v] of this.db.iterator(range)) {
+      yield { key: k.slice(DATA_PREFIX.length), value: decodeValue(v) };
+    }
+  }
+
+  async count(): Promise<number> {
+    this.assertOpen();
+    let n = 0;
+    for await (const _ of this.db.keys({ gte: DATA_PREFIX, lt: DATA_END })) n++;
+    return n;
+  }
+
+  /** Compacts every key down to the bottom level (tests use it to provoke compactions). */
+  async compactAll(): Promise<void> {
+    this.assertOpen();
+    await this.db.compactRange(SENTINEL_KEY, Buffer.from([0xff]), { keyEncoding: 'buffer' });
+  }
+
+  /**
+   * The synchronous phase of a checkpoint (capture.ts). The caller must not commit until
+   * it resolves; a commit attempted meanwhile fails rather than slipping into the capture.
+   */
+  async capture(stagingDir: string): Promise<Capture> {
+    this.assertOpen();
+    if (this.capturing) throw new CairnError('INTERNAL', 'a capture is already running');
+    this.capturing = true;
+    try {
+      return await captureLevelDb(this.db, this.dir, resolve(stagingDir), {
+        expectedLsn: this.lsn,
+        lsnKey: META_LSN,
+      });
+    } finally {
+      this.capturing = false;
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.db.close();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new CairnError('INTERNAL', `partition state ${this.dir} is closed`);
+  }
+}

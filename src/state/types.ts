@@ -1,0 +1,34 @@
+/**
+ * What the rest of Cairn needs from local partition state. Implemented by PartitionState
+ * (src/state/partition-state.ts) on classic-level.
+ */
+
+/** A user value to write, or DELETE to remove the key. */
+export const DELETE: unique symbol = Symbol('cairn.delete');
+export type StateWrite = unknown | typeof DELETE;
+
+export interface CapturedFile {
+  /** File name inside the LevelDB folder: `000045.ldb`, `MANIFEST-000123`, `CURRENT`. */
+  name: string;
+  /** Absolute path of the staged copy (hard link or prefix copy). */
+  path: string;
+  size: number;
+}
+
+export interface Capture {
+  /** Staging folder holding `files`; removed by release(). */
+  dir: string;
+  /** The applied LSN the captured files contain (-1 when empty). */
+  lsn: number;
+  /** Every file a restore needs: tables, the MANIFEST prefix, CURRENT. */
+  files: CapturedFile[];
+  /** How long the synchronous phase took, in milliseconds. */
+  syncPauseMs: number;
+  /** Deletes the staging folder. */
+  release(): Promise<void>;
+}
+
+export interface StateEntry {
+  key: string;
+  value: unknown;
+}

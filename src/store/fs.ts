@@ -1,0 +1,342 @@
+import { randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import { copyFile, mkdir, open, rename, rmdir, stat, unlink, utimes } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { CairnError } from '../core/errors.js';
+import { acquireFileLock } from './fs-lock.js';
+import {
+  cloneAndSync,
+  compareStrings,
+  etagOf,
+  exists,
+  forEachLimit,
+  fsOp,
+  fsyncDir,
+  localError,
+  mapFsError,
+  notFound,
+  readEntries,
+  shortName,
+  statLocal,
+  statOrUndefined,
+  unlinkQuiet,
+} from './fs-util.js';
+import { checkPutOptions, RESERVED_SEGMENT_PREFIX, throwIfAborted, unquoteEtag, validateFolderPrefix, validateKey, validatePrefix, validateRange } from './keys.js';
+import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from './types.js';
+
+export interface FsObjectStoreOptions {
+  /** Absolute (or cwd-relative) root folder; created on first write. */
+  root: string;
+  /** A key lock older than this is broken even if its holder looks alive. Default 30 s. */
+  lockStaleMs?: number;
+  /** How long a write waits for a key lock before failing retryably. Default 60 s. */
+  lockTimeoutMs?: number;
+}
+
+const TMP = `${RESERVED_SEGMENT_PREFIX}tmp-`;
+const LOCK = `${RESERVED_SEGMENT_PREFIX}lock-`;
+
+/**
+ * The embedded default store: one file per object under a root folder.
+ *
+ * Every mutation writes a temporary file beside its target first (same folder, so the
+ * rename is atomic), fsyncs it, then — holding the key's lock — checks preconditions,
+ * renames and fsyncs the folder. Readers therefore see the old or the new object, never a
+ * torn one, and conditional writes are linearisable between processes on this machine.
+ */
+export class FsObjectStore implements ObjectStore {
+  readonly capabilities: StoreCapabilities = {
+    name: 'fs',
+    serverSideCopy: true,
+    conditionalWrite: true,
+    rangedRead: true,
+    maxSingleCopyBytes: Number.MAX_SAFE_INTEGER,
+  };
+  readonly url: string;
+  readonly root: string;
+  private readonly lockStaleMs: number;
+  private readonly lockTimeoutMs: number;
+  /** Same-process writers queue here instead of polling the lock file. */
+  private readonly inProcess = new Map<string, Promise<void>>();
+
+  constructor(options: FsObjectStoreOptions | string) {
+    const o = typeof options === 'string' ? { root: options } : options;
+    this.root = resolve(o.root);
+    this.url = pathToFileURL(this.root).href;
+    this.lockStaleMs = o.lockStaleMs ?? 30_000;
+    this.lockTimeoutMs = o.lockTimeoutMs ?? 60_000;
+  }
+
+  /** The file that holds `key` (validated). */
+  pathOf(key: string): string {
+    return join(this.root, ...validateKey(key).split('/'));
+  }
+
+  /** The lock file guarding writes to `key`; public so tests can plant a stale one. */
+  lockPathOf(key: string): string {
+    const path = this.pathOf(key);
+    return join(dirname(path), `${LOCK}${shortName(path.slice(dirname(path).length + 1))}`);
+  }
+
+  async get(key: string, options?: { range?: { start: number; end: number } }): Promise<{ body: Buffer; etag: string }> {
+    const path = this.pathOf(key);
+    if (options?.range) validateRange(options.range);
+    return fsOp('get', key, async () => {
+      const fh = await open(path, 'r');
+      try {
+        // fstat on the open descriptor: the ETag describes exactly the bytes we read.
+        const st = await fh.stat({ bigint: true });
+        if (!st.isFile()) throw notFound(key);
+        const size = Number(st.size);
+        let start = 0;
+        let end = size;
+        if (options?.range) {
+          start = options.range.start;
+          end = Math.min(options.range.end, size);
+          if (start >= size && options.range.end > start) {
+            throw new CairnError('BAD_INPUT', `range start ${start} is beyond the end of ${key} (${size} bytes)`);
+          }
+          if (end < start) end = start;
+        }
+        const body = Buffer.allocUnsafe(end - start);
+        let done = 0;
+        while (done < body.length) {
+          const { bytesRead } = await fh.read(body, done, body.length - done, start + done);
+          if (bytesRead === 0) break;
+          done += bytesRead;
+        }
+        return { body: done === body.length ? body : body.subarray(0, done), etag: etagOf(st) };
+      } finally {
+        await fh.close();
+      }
+    });
+  }
+
+  async head(key: string): Promise<ObjectInfo> {
+    const path = this.pathOf(key);
+    return fsOp('head', key, async () => {
+      const st = await stat(path, { bigint: true });
+      if (!st.isFile()) throw notFound(key);
+      return { key, size: Number(st.size), etag: etagOf(st) };
+    });
+  }
+
+  async put(key: string, body: Buffer | string, options?: PutOptions): Promise<{ etag: string }> {
+    const path = this.pathOf(key);
+    checkPutOptions(options);
+    const data = typeof body === 'string' ? Buffer.from(body) : body;
+    return fsOp('put', key, async () => {
+      const tmp = await this.writeTemp(path, async (t) => {
+        const fh = await open(t, 'wx');
+        try {
+          await fh.writeFile(data);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      });
+      const { etag } = await this.commit(key, path, tmp, options);
+      return { etag };
+    }, true);
+  }
+
+  async uploadFile(key: string, path: string, options?: TransferProgress): Promise<{ etag: string; size: number }> {
+    const target = this.pathOf(key);
+    throwIfAborted(options?.signal, `upload ${key}`);
+    return fsOp('uploadFile', key, async () => {
+      await statLocal(path);
+      const tmp = await this.writeTemp(target, (t) => cloneAndSync(path, t));
+      throwIfAborted(options?.signal, `upload ${key}`);
+      const result = await this.commit(key, target, tmp);
+      options?.onBytes?.(result.size);
+      return result;
+    }, true);
+  }
+
+  async downloadFile(key: string, path: string, options?: TransferProgress): Promise<{ size: number }> {
+    const source = this.pathOf(key);
+    throwIfAborted(options?.signal, `download ${key}`);
+    return fsOp('downloadFile', key, async () => {
+      const st = await stat(source);
+      if (!st.isFile()) throw notFound(key);
+      // A reflink where the filesystem has them (instant), else an in-kernel copy. The
+      // caller fsyncs what it installs, so no fsync here.
+      await copyFile(source, path, fsc.COPYFILE_FICLONE).catch(async (err: NodeJS.ErrnoException) => {
+        // Tell a vanished object apart from a missing destination folder.
+        if (err.code === 'ENOENT' && (await exists(source))) throw localError(err, path);
+        throw err;
+      });
+      const size = (await stat(path)).size;
+      options?.onBytes?.(size);
+      return { size };
+    });
+  }
+
+  async copy(from: string, to: string): Promise<void> {
+    const source = this.pathOf(from);
+    const target = this.pathOf(to);
+    if (from === to) {
+      await this.head(from);
+      return;
+    }
+    await fsOp('copy', from, async () => {
+      const st = await statOrUndefined(source);
+      if (!st?.isFile()) throw notFound(from);
+      const tmp = await this.writeTemp(target, async (t) => {
+        await cloneAndSync(source, t).catch(async (err: NodeJS.ErrnoException) => {
+          // The source vanished between our stat and the copy.
+          if (err.code === 'ENOENT' && !(await exists(source))) throw notFound(from);
+          throw err;
+        });
+      });
+      await this.commit(to, target, tmp);
+    }, true);
+  }
+
+  async delete(keys: string[]): Promise<void> {
+    const paths = keys.map((k) => [k, this.pathOf(k)] as const);
+    await forEachLimit(paths, 16, async ([key, path]) =>
+      fsOp('delete', key, async () => {
+        // Nothing there: nothing to lock (and no lock folder to create).
+        if (!(await statOrUndefined(path))?.isFile()) return;
+        await this.withKeyLock(key, async () => {
+          try {
+            await unlink(path);
+          } catch (err) {
+            const code = (err as NodeJS.ErrnoException).code;
+            // Absent keys are not an error; a folder at the key is not an object either.
+            if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'EISDIR' && code !== 'EPERM') throw err;
+          }
+        });
+        await this.pruneEmptyParents(dirname(path));
+      }, true),
+    );
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    validatePrefix(prefix);
+    const slash = prefix.lastIndexOf('/');
+    yield* this.walk(slash < 0 ? '' : prefix.slice(0, slash + 1), prefix);
+  }
+
+  async listFolders(prefix: string): Promise<string[]> {
+    validateFolderPrefix(prefix);
+    const entries = await readEntries(join(this.root, prefix));
+    const folders: string[] = [];
+    for (const e of entries) {
+      // Match S3: a folder exists only while some object lives below it.
+      if (e.isDir && (await this.hasObject(`${prefix}${e.name}/`))) folders.push(e.name);
+    }
+    return folders.sort(compareStrings);
+  }
+
+  async close(): Promise<void> {}
+
+  /** Depth-first over sorted entries; folders sort as `name/`, which yields key order. */
+  private async *walk(relDir: string, prefix: string): AsyncGenerator<ObjectInfo> {
+    const entries = await readEntries(join(this.root, relDir));
+    for (const e of entries) {
+      const key = `${relDir}${e.name}`;
+      if (e.isDir) {
+        const sub = `${key}/`;
+        if (sub.startsWith(prefix) || prefix.startsWith(sub)) yield* this.walk(sub, prefix);
+      } else if (key.startsWith(prefix)) {
+        try {
+          const st = await stat(join(this.root, key), { bigint: true });
+          if (st.isFile()) yield { key, size: Number(st.size), etag: etagOf(st) };
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw mapFsError(err, 'list', key);
+        }
+      }
+    }
+  }
+
+  private async hasObject(relDir: string): Promise<boolean> {
+    for await (const _ of this.walk(relDir, relDir)) return true;
+    return false;
+  }
+
+  /** Writes a temp file beside `target` via `fill`, retrying if a delete pruned the folder. */
+  private async writeTemp(target: string, fill: (tmp: string) => Promise<void>): Promise<string> {
+    const dir = dirname(target);
+    for (let i = 0; ; i++) {
+      const tmp = join(dir, `${TMP}${randomBytes(8).toString('hex')}`);
+      try {
+        await mkdir(dir, { recursive: true });
+        await fill(tmp);
+        return tmp;
+      } catch (err) {
+        await unlinkQuiet(tmp);
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT' && i < 5 && !(await exists(dir))) continue;
+        throw err;
+      }
+    }
+  }
+
+  /** Under the key's lock: check preconditions, rename the temp into place, fsync the folder. */
+  private async commit(key: string, target: string, tmp: string, cond?: PutOptions): Promise<{ etag: string; size: number }> {
+    try {
+      return await this.withKeyLock(key, async () => {
+        const current = await statOrUndefined(target);
+        if (current && !current.isFile()) throw new CairnError('STORE_FAILED', `cannot write ${key}: a folder exists at that key`);
+        if (cond?.ifNoneMatch === '*' && current) {
+          throw new CairnError('CONDITION_FAILED', `put ${key}: object exists (If-None-Match: *)`, { details: { key } });
+        }
+        if (cond?.ifMatch !== undefined && (!current || etagOf(current) !== unquoteEtag(cond.ifMatch))) {
+          throw new CairnError('CONDITION_FAILED', `put ${key}: ETag does not match`, { details: { key, expected: cond.ifMatch } });
+        }
+        let st = await stat(tmp, { bigint: true });
+        // ETags are ino-size-mtime. Keeping mtime strictly increasing per key means a reused
+        // inode with the same size inside one clock tick can never repeat an older ETag.
+        if (current && st.mtimeNs <= current.mtimeNs) {
+          const next = Number(current.mtimeNs + 1_000_000n) / 1e9;
+          await utimes(tmp, next, next);
+          st = await stat(tmp, { bigint: true });
+        }
+        await rename(tmp, target);
+        await fsyncDir(dirname(target));
+        return { etag: etagOf(st), size: Number(st.size) };
+      });
+    } catch (err) {
+      await unlinkQuiet(tmp);
+      throw err;
+    }
+  }
+
+  private async withKeyLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.inProcess.get(key) ?? Promise.resolve();
+    let done!: () => void;
+    const gate = new Promise<void>((r) => (done = r));
+    const mine = previous.then(() => gate);
+    this.inProcess.set(key, mine);
+    await previous;
+    try {
+      const lockPath = this.lockPathOf(key);
+      await mkdir(dirname(lockPath), { recursive: true });
+      const release = await acquireFileLock(lockPath, { staleMs: this.lockStaleMs, timeoutMs: this.lockTimeoutMs });
+      try {
+        return await fn();
+      } finally {
+        await release();
+      }
+    } finally {
+      done();
+      if (this.inProcess.get(key) === mine) this.inProcess.delete(key);
+    }
+  }
+
+  private async pruneEmptyParents(dir: string): Promise<void> {
+    // Best effort: a concurrent writer recreates what it needs (see writeTemp).
+    while (dir.length > this.root.length && dir.startsWith(this.root)) {
+      try {
+        await rmdir(dir);
+      } catch {
+        return;
+      }
+      dir = dirname(dir);
+    }
+  }
+}
+
+export { etagOf } from './fs-util.js';

@@ -1,0 +1,416 @@
+import { setMaxListeners } from 'node:events';
+import { open, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  UploadPartCommand,
+  UploadPartCopyCommand,
+  type S3Client,
+  type StorageClass,
+} from '@aws-sdk/client-s3';
+import PQueue from 'p-queue';
+import { CairnError } from '../core/errors.js';
+import { checkPutOptions, throwIfAborted, unquoteEtag, validateFolderPrefix, validateKey, validatePrefix, validateRange } from './keys.js';
+import { mapS3Error, type S3ErrorContext } from './s3-errors.js';
+import { buildClient, type S3ObjectStoreOptions } from './s3-client.js';
+import { ByteBudget, localSize, partRanges, readExactly, runAllOrAbort, withPartRetry, writeAt, type Range } from './transfer.js';
+import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from './types.js';
+
+export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3-client.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+/**
+ * The S3 backend. Bulk paths are where the time goes (checkpoint upload, restore), so
+ * files move in parallel parts over a shared, bounded request queue, and downloads write
+ * each ranged GET straight to its offset in the target file (no reassembly in memory).
+ */
+export class S3ObjectStore implements ObjectStore {
+  readonly capabilities: StoreCapabilities;
+  readonly url: string;
+  readonly bucket: string;
+  readonly prefix: string;
+  private readonly client: S3Client;
+  private readonly ownsClient: boolean;
+  private readonly queue: PQueue;
+  private readonly uploadBudget: ByteBudget;
+  private readonly storageClass: StorageClass | undefined;
+  private readonly threshold: number;
+  private readonly partSize: number;
+  private readonly downloadPartSize: number;
+  private readonly copyPartSize: number;
+
+  constructor(options: S3ObjectStoreOptions) {
+    this.bucket = options.bucket;
+    this.prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
+    if (this.prefix) validateKey(this.prefix);
+    this.url = `s3://${this.bucket}${this.prefix ? `/${this.prefix}` : ''}`;
+    this.storageClass = options.storageClass as StorageClass | undefined;
+    this.threshold = options.multipartThresholdBytes ?? 64 * MiB;
+    this.partSize = Math.max(5 * MiB, options.partSizeBytes ?? 16 * MiB);
+    this.downloadPartSize = Math.max(MiB, options.downloadPartSizeBytes ?? 16 * MiB);
+    this.copyPartSize = Math.max(5 * MiB, options.copyPartSizeBytes ?? 512 * MiB);
+    this.capabilities = {
+      name: 's3',
+      serverSideCopy: true,
+      conditionalWrite: true,
+      rangedRead: true,
+      maxSingleCopyBytes: options.maxSingleCopyBytes ?? 5 * GiB,
+    };
+    this.queue = new PQueue({ concurrency: options.concurrency ?? 32 });
+    this.uploadBudget = new ByteBudget(options.uploadBufferBytes ?? 512 * MiB);
+    this.ownsClient = !options.client;
+    this.client = options.client ?? buildClient(options);
+  }
+
+  async get(key: string, options?: { range?: { start: number; end: number } }): Promise<{ body: Buffer; etag: string }> {
+    const Key = this.fullKey(key);
+    const range = options?.range;
+    if (range) {
+      validateRange(range);
+      // HTTP cannot say "zero bytes"; answer from HEAD so the ETag still comes back.
+      if (range.start === range.end) return { body: Buffer.alloc(0), etag: (await this.head(key)).etag };
+    }
+    const ctx = { op: 'get', key };
+    return this.call(ctx, async () => {
+      const res = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key, ...(range ? { Range: `bytes=${range.start}-${range.end - 1}` } : {}) }),
+      );
+      const bytes = res.Body ? await res.Body.transformToByteArray() : new Uint8Array();
+      return { body: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), etag: unquoteEtag(res.ETag) };
+    });
+  }
+
+  async head(key: string): Promise<ObjectInfo> {
+    const Key = this.fullKey(key);
+    return this.call({ op: 'head', key }, async () => {
+      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
+      return { key, size: res.ContentLength ?? 0, etag: unquoteEtag(res.ETag) };
+    });
+  }
+
+  async put(key: string, body: Buffer | string, options?: PutOptions): Promise<{ etag: string }> {
+    const Key = this.fullKey(key);
+    checkPutOptions(options);
+    const data = typeof body === 'string' ? Buffer.from(body) : body;
+    const conditional = options?.ifMatch !== undefined || options?.ifNoneMatch !== undefined;
+    return this.call({ op: 'put', key, conditional }, async () => {
+      const res = await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key,
+          Body: data,
+          ContentLength: data.length,
+          ...(options?.contentType ? { ContentType: options.contentType } : {}),
+          ...(options?.ifMatch !== undefined ? { IfMatch: quote(options.ifMatch) } : {}),
+          ...(options?.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+          ...(this.storageClass ? { StorageClass: this.storageClass } : {}),
+        }),
+      );
+      return { etag: unquoteEtag(res.ETag) };
+    });
+  }
+
+  async uploadFile(key: string, path: string, options?: TransferProgress): Promise<{ etag: string; size: number }> {
+    const Key = this.fullKey(key);
+    const signal = options?.signal;
+    throwIfAborted(signal, `upload ${key}`);
+    const size = await localSize(path);
+    const fh = await open(path, 'r').catch((err: unknown) => {
+      throw new CairnError('STORE_FAILED', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+    });
+    try {
+      if (size < this.threshold) {
+        // Whole small files go as one buffered PutObject: the SDK can resend a buffer on its
+        // own retries, which it cannot do with a half-consumed stream.
+        const etag = await this.uploadBudget.with(size, async () => {
+          const body = await readExactly(fh, { start: 0, end: size }, path);
+          return this.call({ op: 'uploadFile', key, ...(signal ? { signal } : {}) }, async () => {
+            const res = await this.client.send(
+              new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: size, ...this.classParam() }),
+              signal ? { abortSignal: signal } : {},
+            );
+            return unquoteEtag(res.ETag);
+          });
+        });
+        options?.onBytes?.(size);
+        return { etag, size };
+      }
+      const etag = await this.multipartUpload(key, Key, fh, path, size, options);
+      return { etag, size };
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async downloadFile(key: string, path: string, options?: TransferProgress): Promise<{ size: number }> {
+    const Key = this.fullKey(key);
+    throwIfAborted(options?.signal, `download ${key}`);
+    const fh = await open(path, 'w').catch((err: unknown) => {
+      throw new CairnError(
+        (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'STORE_FAILED',
+        `cannot write ${path}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    });
+    try {
+      return { size: await this.parallelDownload(key, Key, fh, options) };
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async copy(from: string, to: string, options?: { size?: number }): Promise<void> {
+    const source = this.fullKey(from);
+    const target = this.fullKey(to);
+    // S3 refuses to copy an object onto itself unchanged; the result would be the same anyway.
+    if (from === to) {
+      await this.head(from);
+      return;
+    }
+    const size = options?.size ?? (await this.head(from)).size;
+    const CopySource = `${this.bucket}/${encodeKey(source)}`;
+    if (size <= this.capabilities.maxSingleCopyBytes) {
+      await this.call({ op: 'copy', key: from }, () =>
+        this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: target, CopySource, ...this.classParam() })),
+      );
+      return;
+    }
+    const partSize = Math.max(this.copyPartSize, Math.ceil(size / 10_000));
+    await this.multipart(to, target, partRanges(size, partSize), undefined, async (UploadId, PartNumber, range, signal) => {
+      const res = await this.client.send(
+        new UploadPartCopyCommand({
+          Bucket: this.bucket,
+          Key: target,
+          UploadId,
+          PartNumber,
+          CopySource,
+          CopySourceRange: `bytes=${range.start}-${range.end - 1}`,
+        }),
+        { abortSignal: signal },
+      );
+      return res.CopyPartResult?.ETag;
+    });
+  }
+
+  async delete(keys: string[]): Promise<void> {
+    const full = keys.map((k) => this.fullKey(k));
+    for (let i = 0; i < full.length; i += 1000) {
+      const chunk = full.slice(i, i + 1000);
+      const res = await this.call({ op: 'delete', key: chunk[0]! }, () =>
+        this.client.send(
+          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: chunk.map((Key) => ({ Key })), Quiet: true } }),
+        ),
+      );
+      const failed = (res.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
+      if (failed.length > 0) {
+        const first = failed[0]!;
+        throw mapS3Error(
+          { name: first.Code, Code: first.Code, message: `${failed.length} of ${chunk.length} deletes failed; first: ${first.Key}: ${first.Message}` },
+          { op: 'delete', key: this.relative(first.Key ?? '') },
+        );
+      }
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    validatePrefix(prefix);
+    let ContinuationToken: string | undefined;
+    do {
+      const res = await this.call({ op: 'list', key: prefix }, () =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.fullPrefix(prefix), ContinuationToken })),
+      );
+      for (const o of res.Contents ?? []) {
+        if (o.Key === undefined) continue;
+        yield { key: this.relative(o.Key), size: o.Size ?? 0, etag: unquoteEtag(o.ETag) };
+      }
+      ContinuationToken = res.IsTruncated ? res.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+  }
+
+  async listFolders(prefix: string): Promise<string[]> {
+    validateFolderPrefix(prefix);
+    const Prefix = this.fullPrefix(prefix);
+    const folders: string[] = [];
+    let ContinuationToken: string | undefined;
+    do {
+      const res = await this.call({ op: 'listFolders', key: prefix }, () =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix, Delimiter: '/', ContinuationToken })),
+      );
+      for (const p of res.CommonPrefixes ?? []) {
+        if (p.Prefix) folders.push(p.Prefix.slice(Prefix.length).replace(/\/$/, ''));
+      }
+      ContinuationToken = res.IsTruncated ? res.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+    return folders.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  async close(): Promise<void> {
+    this.queue.clear();
+    if (this.ownsClient) this.client.destroy();
+  }
+
+  /**
+   * Ranged GETs written at their offsets. The first response's headers give the size and
+   * the ETag to pin; the other parts start right then, while the first body still streams.
+   */
+  private async parallelDownload(key: string, Key: string, fh: FileHandle, options?: TransferProgress): Promise<number> {
+    const partSize = this.downloadPartSize;
+    const controller = new AbortController();
+    const signal = options?.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+    setMaxListeners(0, signal);
+    let rest: Promise<void> | undefined;
+    let restError: unknown;
+    const startRest = (total: number, etag: string | undefined) => {
+      if (rest || total <= partSize) return;
+      rest = runAllOrAbort(signal, partRanges(total, partSize).slice(1), (range, s) =>
+        this.queue.add(() =>
+          withPartRetry(s, async (report, s2) => {
+            const res = await this.client.send(
+              // If-Match: a part of a different object version must not be stitched in.
+              new GetObjectCommand({ Bucket: this.bucket, Key, Range: `bytes=${range.start}-${range.end - 1}`, ...(etag ? { IfMatch: etag } : {}) }),
+              { abortSignal: s2 },
+            );
+            const written = await writeAt(fh, res.Body as Readable | undefined, range.start, report);
+            if (written !== range.end - range.start) throw truncated(key, range.end - range.start, written);
+          }, options?.onBytes),
+        ),
+      ).then(
+        () => undefined,
+        (err: unknown) => {
+          restError = err;
+          controller.abort(err);
+        },
+      );
+    };
+    try {
+      const total = await this.queue.add(() =>
+        withPartRetry(signal, async (report, s) => {
+          let res;
+          try {
+            res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range: `bytes=0-${partSize - 1}` }), { abortSignal: s });
+          } catch (err) {
+            // An empty object has no byte 0: S3 answers 416. Fetch it plainly instead.
+            if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 416) throw err;
+            res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: s });
+          }
+          const size = totalSize(res.ContentRange, res.ContentLength);
+          startRest(size, res.ETag);
+          const written = await writeAt(fh, res.Body as Readable | undefined, 0, report);
+          const expected = res.ContentRange ? Math.min(size, partSize) : size;
+          if (written !== expected) throw truncated(key, expected, written);
+          return size;
+        }, options?.onBytes),
+      );
+      await rest;
+      if (restError !== undefined) throw restError;
+      return total;
+    } catch (err) {
+      // Whichever failed first is the cause; anything after is our own abort echoing back.
+      const cause = restError !== undefined ? restError : err;
+      controller.abort(cause);
+      // Parts write into `fh`; they must all have stopped before the caller closes it.
+      await rest;
+      throw mapS3Error(cause, { op: 'downloadFile', key, ...(options?.signal ? { signal: options.signal } : {}) });
+    }
+  }
+
+  private async multipartUpload(key: string, Key: string, fh: FileHandle, path: string, size: number, options?: TransferProgress): Promise<string> {
+    const partSize = Math.max(this.partSize, Math.ceil(size / 10_000 / MiB) * MiB);
+    return this.multipart(key, Key, partRanges(size, partSize), options, async (UploadId, PartNumber, range, signal, report) =>
+      this.uploadBudget.with(range.end - range.start, async () => {
+        const Body = await readExactly(fh, range, path);
+        const res = await this.client.send(
+          new UploadPartCommand({ Bucket: this.bucket, Key, UploadId, PartNumber, Body, ContentLength: Body.length }),
+          { abortSignal: signal },
+        );
+        report(Body.length);
+        return res.ETag;
+      }),
+    );
+  }
+
+  /** Create, run every part through the queue, complete; abort the upload on any failure. */
+  private async multipart(
+    key: string,
+    Key: string,
+    ranges: Range[],
+    options: TransferProgress | undefined,
+    part: (uploadId: string, partNumber: number, range: Range, signal: AbortSignal, report: (n: number) => void) => Promise<string | undefined>,
+  ): Promise<string> {
+    const signal = options?.signal;
+    const ctx: S3ErrorContext = { op: 'multipart', key, ...(signal ? { signal } : {}) };
+    const created = await this.call(ctx, () =>
+      this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key, ...this.classParam() }), signal ? { abortSignal: signal } : {}),
+    );
+    const UploadId = created.UploadId;
+    if (!UploadId) throw new CairnError('STORE_FAILED', `multipart ${key}: no UploadId returned`);
+    try {
+      const etags = await runAllOrAbort(signal, ranges, (range, s, i) =>
+        this.queue.add(() => withPartRetry(s, (report, s2) => part(UploadId, i + 1, range, s2, report), options?.onBytes)),
+      );
+      const Parts = etags.map((ETag, i) => ({ PartNumber: i + 1, ETag }));
+      const done = await this.client.send(
+        new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId, MultipartUpload: { Parts } }),
+        signal ? { abortSignal: signal } : {},
+      );
+      return unquoteEtag(done.ETag);
+    } catch (err) {
+      // Best effort: an abandoned upload only costs storage until a lifecycle rule clears it.
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId })).catch(() => undefined);
+      throw mapS3Error(err, ctx);
+    }
+  }
+
+  private async call<T>(ctx: S3ErrorContext, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw mapS3Error(err, ctx);
+    }
+  }
+
+  private classParam(): { StorageClass?: StorageClass } {
+    return this.storageClass ? { StorageClass: this.storageClass } : {};
+  }
+
+  private fullKey(key: string): string {
+    validateKey(key);
+    return this.prefix ? `${this.prefix}/${key}` : key;
+  }
+
+  private fullPrefix(prefix: string): string {
+    return this.prefix ? `${this.prefix}/${prefix}` : prefix;
+  }
+
+  private relative(fullKey: string): string {
+    return this.prefix && fullKey.startsWith(`${this.prefix}/`) ? fullKey.slice(this.prefix.length + 1) : fullKey;
+  }
+}
+
+function quote(etag: string): string {
+  return `"${unquoteEtag(etag)}"`;
+}
+
+/** CopySource is a URL path: encode each segment, keep the slashes. */
+function encodeKey(key: string): string {
+  return key.split('/').map(encodeURIComponent).join('/');
+}
+
+function totalSize(contentRange: string | undefined, contentLength: number | undefined): number {
+  const m = contentRange ? /\/(\d+)\s*$/.exec(contentRange) : null;
+  return m ? Number(m[1]) : (contentLength ?? 0);
+}
+
+function truncated(key: string, expected: number, got: number): CairnError {
+  return new CairnError('STORE_UNAVAILABLE', `download ${key}: expected ${expected} bytes, got ${got}`);
+}

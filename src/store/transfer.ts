@@ -1,0 +1,164 @@
+import { setMaxListeners } from 'node:events';
+import { stat, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CairnError } from '../core/errors.js';
+import { mapS3Error } from './s3-errors.js';
+
+/** A byte range, start inclusive, end exclusive. */
+export interface Range {
+  start: number;
+  end: number;
+}
+
+export function partRanges(size: number, partSize: number): Range[] {
+  const ranges: Range[] = [];
+  for (let start = 0; start < size; start += partSize) ranges.push({ start, end: Math.min(size, start + partSize) });
+  return ranges;
+}
+
+/**
+ * Bounds the memory that buffered upload parts hold at once, whatever mix of file sizes
+ * and concurrency the caller throws at the store. FIFO, so a large part is not starved by
+ * a stream of small ones; a request larger than the whole budget runs alone.
+ */
+export class ByteBudget {
+  private used = 0;
+  private readonly waiters: Array<{ n: number; wake: () => void }> = [];
+
+  constructor(private readonly limit: number) {}
+
+  async with<T>(n: number, fn: () => Promise<T>): Promise<T> {
+    await this.acquire(n);
+    try {
+      return await fn();
+    } finally {
+      this.release(n);
+    }
+  }
+
+  private fits(n: number): boolean {
+    return this.used === 0 || this.used + n <= this.limit;
+  }
+
+  private async acquire(n: number): Promise<void> {
+    if (this.waiters.length === 0 && this.fits(n)) {
+      this.used += n;
+      return;
+    }
+    await new Promise<void>((wake) => this.waiters.push({ n, wake }));
+  }
+
+  private release(n: number): void {
+    this.used -= n;
+    while (this.waiters.length > 0 && this.fits(this.waiters[0]!.n)) {
+      const w = this.waiters.shift()!;
+      this.used += w.n;
+      w.wake();
+    }
+  }
+}
+
+/**
+ * Starts `fn` for every item; on the first failure aborts the rest (through the signal it
+ * hands them), waits for all to settle — parts may be writing into a shared file handle
+ * that the caller is about to close — and rethrows that first failure.
+ */
+export async function runAllOrAbort<T, R>(
+  outer: AbortSignal | undefined,
+  items: readonly T[],
+  fn: (item: T, signal: AbortSignal, index: number) => Promise<R>,
+): Promise<R[]> {
+  const controller = new AbortController();
+  const signal = outer ? AbortSignal.any([outer, controller.signal]) : controller.signal;
+  // Every in-flight part request listens on this one signal; that is expected, not a leak.
+  setMaxListeners(0, signal);
+  let firstError: unknown;
+  let failed = false;
+  const settled = await Promise.allSettled(
+    items.map((item, i) =>
+      fn(item, signal, i).catch((err: unknown) => {
+        if (!failed) {
+          failed = true;
+          firstError = err;
+          controller.abort(err);
+        }
+        throw err;
+      }),
+    ),
+  );
+  if (failed) throw firstError;
+  return settled.map((s) => (s as PromiseFulfilledResult<R>).value);
+}
+
+/**
+ * Retries one part of a transfer a few times on retryable failures (a reset in the middle
+ * of a 16 MiB body should cost that part, not the whole file). Progress is reported once:
+ * a retried part reports only bytes beyond what its earlier attempts already reported.
+ */
+export async function withPartRetry<R>(
+  signal: AbortSignal | undefined,
+  fn: (report: (n: number) => void, signal: AbortSignal) => Promise<R>,
+  onBytes?: (delta: number) => void,
+  attempts = 3,
+): Promise<R> {
+  const never = new AbortController().signal;
+  let reported = 0;
+  for (let attempt = 1; ; attempt++) {
+    if (signal?.aborted) throw new CairnError('ABORTED', 'transfer aborted', { cause: signal.reason });
+    let moved = 0;
+    const report = (n: number) => {
+      moved += n;
+      if (moved > reported) {
+        onBytes?.(moved - reported);
+        reported = moved;
+      }
+    };
+    try {
+      return await fn(report, signal ?? never);
+    } catch (err) {
+      if (signal?.aborted || attempt >= attempts || !mapS3Error(err, { op: 'part' }).retryable) throw err;
+      await sleep(Math.random() * 100 * 2 ** attempt);
+    }
+  }
+}
+
+export async function localSize(path: string): Promise<number> {
+  try {
+    const st = await stat(path);
+    if (!st.isFile()) throw new CairnError('BAD_INPUT', `${path} is not a regular file`);
+    return st.size;
+  } catch (err) {
+    if (err instanceof CairnError) throw err;
+    const code = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'STORE_FAILED';
+    throw new CairnError(code, `local file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export async function readExactly(fh: FileHandle, range: Range, path: string): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(range.end - range.start);
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesRead } = await fh.read(buf, done, buf.length - done, range.start + done);
+    if (bytesRead === 0) throw new CairnError('STORE_FAILED', `${path} shrank while being uploaded`);
+    done += bytesRead;
+  }
+  return buf;
+}
+
+/** Streams a response body to `offset` in the file; returns the bytes written. */
+export async function writeAt(fh: FileHandle, body: Readable | undefined, offset: number, report: (n: number) => void): Promise<number> {
+  if (!body) return 0;
+  let pos = offset;
+  for await (const chunk of body) {
+    const b = chunk as Buffer;
+    let off = 0;
+    while (off < b.length) {
+      const { bytesWritten } = await fh.write(b, off, b.length - off, pos);
+      off += bytesWritten;
+      pos += bytesWritten;
+    }
+    report(b.length);
+  }
+  return pos - offset;
+}

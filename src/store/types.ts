@@ -1,0 +1,64 @@
+/**
+ * The object store abstraction. Keys are relative to the store's root (a folder, or an S3
+ * bucket plus prefix) and use '/' as separator; they never start with '/' and never contain
+ * '..' segments (callers build them from validated names). Every failure is a CairnError:
+ * NOT_FOUND, CONDITION_FAILED, STORE_UNAVAILABLE (retryable) or STORE_FAILED.
+ */
+export interface StoreCapabilities {
+  /** Backend name for logs and metrics: 'fs' or 's3'. */
+  readonly name: string;
+  /** `copy` happens inside the store (no bytes pass through this process). */
+  readonly serverSideCopy: boolean;
+  /** `put` honours ifMatch / ifNoneMatch atomically (between processes). */
+  readonly conditionalWrite: boolean;
+  /** `get` honours byte ranges. */
+  readonly rangedRead: boolean;
+  /** Largest object `copy` moves in one request; above it the backend copies in parts. */
+  readonly maxSingleCopyBytes: number;
+}
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  etag: string;
+}
+
+export interface PutOptions {
+  /** Write only if the current object's ETag equals this (optimistic concurrency). */
+  ifMatch?: string;
+  /** '*' = write only if no object exists at the key. */
+  ifNoneMatch?: '*';
+  contentType?: string;
+}
+
+export interface TransferProgress {
+  /** Called with the number of bytes moved since the previous call. */
+  onBytes?: (delta: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface ObjectStore {
+  readonly capabilities: StoreCapabilities;
+  /** e.g. `file:///abs/root` or `s3://bucket/prefix`, for messages. */
+  readonly url: string;
+
+  /** Whole object (or `range`, inclusive start, exclusive end) into memory. */
+  get(key: string, options?: { range?: { start: number; end: number } }): Promise<{ body: Buffer; etag: string }>;
+  /** Metadata only; NOT_FOUND when absent. */
+  head(key: string): Promise<ObjectInfo>;
+  /** Small objects from memory, with optional preconditions; returns the new ETag. */
+  put(key: string, body: Buffer | string, options?: PutOptions): Promise<{ etag: string }>;
+  /** A local file to the store, streamed; large files in parallel parts. */
+  uploadFile(key: string, path: string, options?: TransferProgress): Promise<{ etag: string; size: number }>;
+  /** An object to a local file, streamed (the file is created or truncated). */
+  downloadFile(key: string, path: string, options?: TransferProgress): Promise<{ size: number }>;
+  /** Server-side copy where the backend can; never modifies `from`. */
+  copy(from: string, to: string, options?: { size?: number }): Promise<void>;
+  /** Deletes; absent keys are not an error. */
+  delete(keys: string[]): Promise<void>;
+  /** Every object whose key starts with `prefix`, in key order. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** The distinct next path segments below `prefix` (which ends with '/' or is ''). */
+  listFolders(prefix: string): Promise<string[]>;
+  close(): Promise<void>;
+}

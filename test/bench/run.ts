@@ -1,0 +1,154 @@
+/**
+ * `npm run bench`: one JSON line per figure, each a ratio of Cairn against a baseline measured
+ * in this run on the same data. Sizes: BENCH_STATE_MIB (default 1024), BENCH_SMALL_MIB (10),
+ * BENCH_RECORDS (300000). Needs MinIO (started here) and s5cmd (built here).
+ */
+import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import { normaliseConfig } from '../../src/core/config.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { Cairn } from '../../src/runtime/cairn.js';
+import type { Processor } from '../../src/runtime/processor-module.js';
+import type { Capture } from '../../src/state/types.js';
+import { MemoryLog } from './memory-log.js';
+import { MiB, buildState, emit, ensureMinio, ensureS5cmd, folderBytes, keyOf, median, tempDir, timed } from './lib.js';
+
+const STATE_MIB = Number(process.env.BENCH_STATE_MIB ?? 1024);
+const SMALL_MIB = Number(process.env.BENCH_SMALL_MIB ?? 10);
+const RECORDS = Number(process.env.BENCH_RECORDS ?? 300_000);
+
+process.stderr.write(`machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}\n`);
+
+async function applyThroughput(): Promise<void> {
+  const records = Array.from({ length: RECORDS }, (_, i) => ({ key: `acct-${i % 50_000}`, value: { n: i, memo: 'x'.repeat(64) } }));
+  const rawDir = tempDir('raw');
+  const raw = new ClassicLevel<string, string>(rawDir);
+  await raw.open();
+  const rawRun = await timed(async () => {
+    for (let i = 0; i < records.length; i += 1000) {
+      await raw.batch(records.slice(i, i + 1000).map((r) => ({ type: 'put' as const, key: `d:${r.key}`, value: JSON.stringify(r.value) })));
+    }
+  });
+  await raw.close();
+
+  const dir = tempDir('apply');
+  const log = new MemoryLog();
+  await log.append('p0', records);
+  const config = normaliseConfig({ store: { url: 'file://./store' }, stateDir: './state', snapshots: { everyRecords: 1_000_000_000, retain: 2, concurrency: 8 } }, dir, 'bench');
+  const cairn = new Cairn(config, { log, logger: silentLogger });
+  const put: Processor = { name: 'put', apply: (r, s) => s.put(r.key, r.value) };
+  const processor = cairn.processor('p0', put, { batchSize: 1000, everyRecords: 0 });
+  const run = await timed(() => processor.run({ stopAtEnd: true }));
+  await processor.close();
+  await cairn.close();
+  const rawRate = RECORDS / (rawRun.ms / 1000);
+  const cairnRate = RECORDS / (run.ms / 1000);
+  const ratio = cairnRate / rawRate;
+  emit({ figure: 'apply_vs_raw_classic_level', ratio: round(ratio), target: '>= 0.8', met: ratio >= 0.8, records: RECORDS, cairnRecordsPerSec: Math.round(cairnRate), rawRecordsPerSec: Math.round(rawRate) });
+  rmSync(rawDir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
+}
+
+async function syncPauses(state: Awaited<ReturnType<typeof buildState>>['state'], stagingRoot: string, firstKey: number): Promise<number[]> {
+  const pauses: number[] = [];
+  let lsn = state.appliedLsn;
+  for (let round = 0; round < 5; round++) {
+    // The same 1 MiB of fresh writes before every capture, so each flush has equal work.
+    const writes = new Map<string, unknown>();
+    for (let i = 0; i < 1000; i++) writes.set(keyOf(firstKey + round * 1000 + i), 'v'.repeat(1000));
+    await state.commit(writes, ++lsn);
+    const capture = await state.capture(join(stagingRoot, `pause-${round}`));
+    pauses.push(capture.syncPauseMs);
+    await capture.release();
+  }
+  return pauses;
+}
+
+async function stateFigures(): Promise<void> {
+  const { endpoint, bucket } = ensureMinio();
+  const s5cmd = ensureS5cmd();
+  const prefix = `bench-${Date.now()}`;
+  const dir = tempDir('state');
+  const config = normaliseConfig(
+    { store: { url: `s3://${bucket}/${prefix}`, endpoint, region: process.env.AWS_REGION ?? 'us-east-1', forcePathStyle: true }, stateDir: './state', snapshots: { everyRecords: 1, retain: 3, concurrency: 32 } },
+    dir,
+    'bench',
+  );
+  const cairn = new Cairn(config, { logger: silentLogger });
+
+  const small = await buildState(join(dir, 'small'), SMALL_MIB * MiB);
+  const large = await timed(() => buildState(join(dir, 'large'), STATE_MIB * MiB));
+  process.stderr.write(`built ${STATE_MIB} MiB state in ${(large.ms / 1000).toFixed(1)} s (${(folderBytes(join(dir, 'large')) / MiB).toFixed(0)} MiB on disk)\n`);
+  const smallPause = median(await syncPauses(small.state, join(dir, 'staging-small'), small.keys + 10));
+  const largePause = median(await syncPauses(large.value.state, join(dir, 'staging-large'), large.value.keys + 10));
+  const pauseRatio = largePause / smallPause;
+  emit({ figure: 'sync_pause_1GiB_vs_10MiB', ratio: round(pauseRatio), target: '<= 2', met: pauseRatio <= 2, largeMiB: STATE_MIB, smallMiB: SMALL_MIB, largeMs: round(largePause), smallMs: round(smallPause) });
+  await small.state.close();
+
+  const state = large.value.state;
+  const checkpointNow = async (label: string): Promise<{ capture: Capture; result: Awaited<ReturnType<typeof cairn.snapshots.checkpoint>> }> => {
+    const capture = await state.capture(join(dir, `cp-${label}`));
+    const names = capture.files.map((f) => ({ ...f }));
+    const result = await cairn.snapshots.checkpoint(capture, { partition: 'p0', node: 'bench', source: 'bench:p0' });
+    return { capture: { ...capture, files: names }, result };
+  };
+  const first = await timed(() => checkpointNow('1'));
+  // Change ~1% of the state: a contiguous key range, as time-ordered keys would be.
+  const changed = Math.ceil(large.value.keys / 100);
+  let lsn = state.appliedLsn;
+  for (let start = 0; start < changed; start += 1000) {
+    const writes = new Map<string, unknown>();
+    for (let i = start; i < Math.min(changed, start + 1000); i++) writes.set(keyOf(i), 'u'.repeat(1024));
+    await state.commit(writes, ++lsn);
+  }
+  const second = await timed(() => checkpointNow('2'));
+  const before = new Set(first.value.capture.files.map((f) => f.name));
+  const fresh = second.value.capture.files.filter((f) => !before.has(f.name));
+  const newBytes = fresh.reduce((n, f) => n + f.size, 0);
+  const meta = second.value.result.metadata;
+  const total = meta.files.reduce((n, f) => n + f.size, 0);
+  const ratioB = meta.stats.uploadedBytes / newBytes;
+  emit({
+    figure: 'second_checkpoint_uploaded_vs_new_files',
+    ratio: round(ratioB),
+    target: '<= 1.1',
+    met: ratioB <= 1.1,
+    uploadedBytes: meta.stats.uploadedBytes,
+    newFileBytes: newBytes,
+    newFiles: fresh.map((f) => f.name).length,
+    copiedBytes: meta.stats.copiedBytes,
+    totalBytes: total,
+    uploadedShareOfState: round(meta.stats.uploadedBytes / total),
+    firstCheckpointMs: Math.round(first.ms),
+    secondCheckpointMs: Math.round(second.ms),
+  });
+  await state.close();
+
+  // Restore vs s5cmd on the same objects, alternating to share cache effects fairly.
+  const cairnTimes: number[] = [];
+  const s5Times: number[] = [];
+  const from = `s3://${bucket}/${prefix}/${meta.partition}/${meta.snapshotId}_${meta.lsn}/*`;
+  for (let round = 0; round < 2; round++) {
+    const s5dir = tempDir('s5cmd');
+    s5Times.push((await timed(async () => execFileSync(s5cmd, ['--endpoint-url', endpoint, '--numworkers', '64', 'cp', from, `${s5dir}/`], { stdio: ['ignore', 'ignore', 'inherit'] }))).ms);
+    rmSync(s5dir, { recursive: true, force: true });
+    const target = join(tempDir('restore'), 'p0');
+    cairnTimes.push((await timed(() => cairn.snapshots.restore({ partition: 'p0', targetDir: target, concurrency: 64 }))).ms);
+    rmSync(target, { recursive: true, force: true });
+  }
+  const ratioA = Math.min(...s5Times) / Math.min(...cairnTimes);
+  emit({ figure: 'restore_vs_s5cmd', ratio: round(ratioA), target: '>= 1.0', met: ratioA >= 1.0, bytes: total, cairnMs: Math.round(Math.min(...cairnTimes)), s5cmdMs: Math.round(Math.min(...s5Times)), note: 'cairn also verifies sha256, fsyncs and opens LevelDB' });
+  await cairn.close();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+const only = process.argv.slice(2);
+if (only.length === 0 || only.includes('apply')) await applyThroughput();
+if (only.length === 0 || only.includes('state')) await stateFigures();

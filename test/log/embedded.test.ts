@@ -1,0 +1,167 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ClassicLevel } from 'classic-level';
+import { EmbeddedLog } from '../../src/log/embedded.js';
+import { createLog } from '../../src/log/index.js';
+import { runLogConformance } from './conformance.js';
+
+const dirs: string[] = [];
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-log-'));
+  dirs.push(dir);
+  return dir;
+}
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+runLogConformance('embedded', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-log-conf-'));
+  const log = new EmbeddedLog({ dir });
+  return {
+    log,
+    partition: 'p0',
+    otherPartition: 'p1',
+    cleanup: async () => {
+      await log.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+/** Holds a partition's LevelDB open in another process until killed. */
+async function holdInChild(location: string): Promise<ChildProcess> {
+  const code = `
+    import { ClassicLevel } from 'classic-level';
+    const db = new ClassicLevel(${JSON.stringify(location)});
+    await db.open();
+    process.stdout.write('ready\\n');
+    setInterval(() => {}, 1000);
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    child.on('exit', (c) => reject(new Error(`child exited with ${c}`)));
+  });
+  return child;
+}
+
+describe('EmbeddedLog', () => {
+  it('assigns dense LSNs from 0 and persists start and end across reopen', async () => {
+    const dir = await tempDir();
+    const log = new EmbeddedLog({ dir });
+    expect(await log.append('p0', [{ key: 'a', value: 1 }, { key: 'b', value: 2 }])).toEqual({ first: 0, last: 1 });
+    expect(await log.append('p0', [{ key: 'c', value: 3 }])).toEqual({ first: 2, last: 2 });
+    expect(await log.trim('p0', 1)).toEqual({ start: 1, end: 3 });
+    expect(log.source('p0')).toBe('embedded:p0');
+    expect(log.capabilities).toEqual({ name: 'embedded', multiProcess: false });
+    await log.close();
+
+    const again = new EmbeddedLog({ dir });
+    expect(await again.info('p0')).toEqual({ start: 1, end: 3 });
+    expect((await again.read('p0', 1, { maxRecords: 10 })).map((r) => [r.lsn, r.key])).toEqual([
+      [1, 'b'],
+      [2, 'c'],
+    ]);
+    // A full trim leaves no record behind, yet LSNs are never reused after reopen.
+    expect(await again.trim('p0', 99)).toEqual({ start: 3, end: 3 });
+    await again.close();
+    const third = new EmbeddedLog({ dir });
+    expect(await third.info('p0')).toEqual({ start: 3, end: 3 });
+    expect(await third.append('p0', [{ key: 'd', value: 4 }])).toEqual({ first: 3, last: 3 });
+    await third.close();
+  });
+
+  it('appends all or nothing', async () => {
+    const log = new EmbeddedLog({ dir: await tempDir() });
+    await log.append('p0', [{ key: 'a', value: 1 }]);
+    const bad = [{ key: 'b', value: 2 }, { key: 'c', value: 10n }];
+    await expect(log.append('p0', bad)).rejects.toMatchObject({ code: 'BAD_INPUT' });
+    await expect(log.append('p0', [{ key: 'b', value: 2 }, { key: 7 as unknown as string, value: 1 }])).rejects.toMatchObject({ code: 'BAD_INPUT' });
+    expect(await log.info('p0')).toEqual({ start: 0, end: 1 });
+    expect(await log.append('p0', [{ key: 'd', value: 4 }])).toEqual({ first: 1, last: 1 });
+    await log.close();
+  });
+
+  it('keeps LSNs dense under concurrent appends', async () => {
+    const log = new EmbeddedLog({ dir: await tempDir() });
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => log.append('p0', [{ key: `a${i}`, value: i }, { key: `b${i}`, value: i }])));
+    const lsns = results.flatMap((r) => [r.first, r.last]).sort((a, b) => a - b);
+    expect(lsns).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    const all = await log.read('p0', 0, { maxRecords: 1000 });
+    expect(all.map((r) => r.lsn)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    await log.close();
+  });
+
+  it('reads an empty array for an empty append and rejects bad read options', async () => {
+    const log = new EmbeddedLog({ dir: await tempDir() });
+    expect(await log.append('p0', [])).toEqual({ first: 0, last: -1 });
+    await expect(log.read('p0', -1, { maxRecords: 1 })).rejects.toMatchObject({ code: 'BAD_INPUT' });
+    await expect(log.read('p0', 0, { maxRecords: 0 })).rejects.toMatchObject({ code: 'BAD_INPUT' });
+    await log.close();
+  });
+
+  it('wakes a waiting reader when the log closes', async () => {
+    const log = new EmbeddedLog({ dir: await tempDir() });
+    await log.info('p0');
+    const started = Date.now();
+    const pending = log.read('p0', 0, { maxRecords: 10, waitMs: 30_000 });
+    setTimeout(() => void log.close(), 50);
+    expect(await pending).toEqual([]);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('fails with LOG_BUSY when another process holds the partition, and recovers after', async () => {
+    const dir = await tempDir();
+    const child = await holdInChild(join(dir, 'p0'));
+    const log = new EmbeddedLog({ dir });
+    try {
+      const err = await log.append('p0', [{ key: 'a', value: 1 }]).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'LOG_BUSY', retryable: true });
+      expect((err as Error).message).toMatch(/single-process/);
+    } finally {
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+    }
+    // The failed open was not cached; the lock died with the child.
+    expect(await log.append('p0', [{ key: 'a', value: 1 }])).toEqual({ first: 0, last: 0 });
+    await log.close();
+  });
+
+  it('gives LOG_BUSY to a second EmbeddedLog in the same process too', async () => {
+    const dir = await tempDir();
+    const a = new EmbeddedLog({ dir });
+    const b = new EmbeddedLog({ dir });
+    await a.info('p0');
+    await expect(b.info('p0')).rejects.toMatchObject({ code: 'LOG_BUSY' });
+    await a.close();
+    await b.close();
+  });
+
+  it('removes trimmed records from disk', async () => {
+    const dir = await tempDir();
+    const log = new EmbeddedLog({ dir });
+    await log.append('p0', Array.from({ length: 100 }, (_, i) => ({ key: `k${i}`, value: 'x'.repeat(100) })));
+    await log.trim('p0', 60);
+    await log.close();
+    const db = new ClassicLevel<string, string>(join(dir, 'p0'));
+    const keys: string[] = [];
+    for await (const k of db.keys({ gte: 'r', lt: 's' })) keys.push(k);
+    await db.close();
+    expect(keys).toHaveLength(40);
+    expect(keys[0]).toBe('r' + '60'.padStart(16, '0'));
+  });
+
+  it('createLog builds the embedded log and refuses kafka for now', async () => {
+    const dir = await tempDir();
+    const log = createLog({ type: 'embedded', dir });
+    expect(log.capabilities.name).toBe('embedded');
+    await log.close();
+    expect(() => createLog({ type: 'kafka', brokers: ['127.0.0.1:9092'], topic: 't', clientId: 'c', partitions: {} })).toThrow(
+      expect.objectContaining({ code: 'BAD_INPUT' }),
+    );
+  });
+});
