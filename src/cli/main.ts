@@ -31,6 +31,8 @@ function allCommands(cmd: Command): Command[] {
 }
 
 async function main(argv: string[]): Promise<void> {
+  // The SDK warns about Node 20 on stderr; the CLI promises one line per error there.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

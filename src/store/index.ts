@@ -4,12 +4,15 @@ import { CairnError } from '../core/errors.js';
 import { FsObjectStore, type FsObjectStoreOptions } from './fs.js';
 import { withMetrics, type MeteredObjectStore } from './metrics.js';
 import { DEFAULT_RETRY, withRetry, type RetryOptions } from './retry.js';
-import { S3ObjectStore, s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3.js';
+import { LazyObjectStore } from './lazy.js';
+import { s3Capabilities, s3OptionsFromConfig, s3Url, type S3ObjectStoreOptions } from './s3-options.js';
 import type { ObjectStore } from './types.js';
 
 export type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from './types.js';
 export { FsObjectStore, type FsObjectStoreOptions } from './fs.js';
-export { S3ObjectStore, s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3.js';
+// S3ObjectStore itself is imported from './s3.js' directly: re-exporting it here would load the AWS SDK eagerly.
+export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3-options.js';
+export { LazyObjectStore } from './lazy.js';
 export { withRetry, DEFAULT_RETRY, type RetryOptions, type RetryInfo } from './retry.js';
 export { withMetrics, type MeteredObjectStore, type StoreMetricsSnapshot } from './metrics.js';
 export { validateKey } from './keys.js';
@@ -30,8 +33,10 @@ export function createBackend(config: StoreConfig, options: CreateStoreOptions =
     case 'fs':
       if (!config.root) throw new CairnError('INVALID_CONFIG', `store ${config.url}: no root folder`);
       return new FsObjectStore({ root: config.root, ...options.fs });
-    case 's3':
-      return new S3ObjectStore({ ...s3OptionsFromConfig(config), ...options.s3 });
+    case 's3': {
+      const s3 = { ...s3OptionsFromConfig(config), ...options.s3 };
+      return new LazyObjectStore(s3Capabilities(s3), s3Url(s3), async () => new (await import('./s3.js')).S3ObjectStore(s3));
+    }
     default:
       throw new CairnError('INVALID_CONFIG', `unknown store kind ${JSON.stringify((config as { kind: unknown }).kind)}`);
   }

@@ -1,60 +1,8 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import type { StoreConfig } from '../core/config.js';
-import { CairnError } from '../core/errors.js';
-
-/** Tuning for S3ObjectStore; StoreConfig supplies the first block, the rest are expert knobs. */
-
-export interface S3ObjectStoreOptions {
-  bucket: string;
-  /** Key prefix inside the bucket, without leading or trailing '/'; '' for none. */
-  prefix?: string;
-  endpoint?: string;
-  region?: string;
-  forcePathStyle?: boolean;
-  storageClass?: string;
-  /** uploadFile sends one PutObject below this size, multipart at or above. Default 64 MiB. */
-  multipartThresholdBytes?: number;
-  /** Multipart upload part size (raised when a file would need more than 10,000 parts). Default 16 MiB. */
-  partSizeBytes?: number;
-  /** downloadFile fetches objects in parallel ranged GETs of this size. Default 16 MiB. */
-  downloadPartSizeBytes?: number;
-  /** copy uses one CopyObject up to this size, UploadPartCopy above. Default (and S3's limit) 5 GiB. */
-  maxSingleCopyBytes?: number;
-  /** UploadPartCopy part size. Default 512 MiB; at least 5 MiB (S3's minimum part). */
-  copyPartSizeBytes?: number;
-  /** Parallel part requests (uploads, downloads, copies) across this store. Default 32. */
-  concurrency?: number;
-  /** Memory that upload parts may hold at once. Default 512 MiB. */
-  uploadBufferBytes?: number;
-  /** HTTP sockets per client. Default 64. */
-  maxSockets?: number;
-  /** Attempts per request inside the SDK (throttling, 5xx). Default 3; 1 leaves retries to withRetry. */
-  maxAttempts?: number;
-  connectionTimeoutMs?: number;
-  /** A socket idle this long is a failed request. Default 120 s. */
-  socketTimeoutMs?: number;
-  /** Explicit credentials; default is the SDK's standard chain (environment, profile, ...). */
-  credentials?: S3ClientConfig['credentials'];
-  /** Use this client instead of building one (it is not destroyed by close()). */
-  client?: S3Client;
-}
-
-export function s3OptionsFromConfig(config: StoreConfig): S3ObjectStoreOptions {
-  if (!config.bucket) throw new CairnError('INVALID_CONFIG', `store ${config.url}: no bucket`);
-  return {
-    bucket: config.bucket,
-    prefix: config.prefix ?? '',
-    multipartThresholdBytes: config.multipartThresholdBytes,
-    partSizeBytes: config.partSizeBytes,
-    ...(config.endpoint ? { endpoint: config.endpoint } : {}),
-    ...(config.region ? { region: config.region } : {}),
-    ...(config.forcePathStyle !== undefined ? { forcePathStyle: config.forcePathStyle } : {}),
-    ...(config.storageClass ? { storageClass: config.storageClass } : {}),
-  };
-}
+import type { S3ObjectStoreOptions } from './s3-options.js';
 
 export function buildClient(o: S3ObjectStoreOptions): S3Client {
   const agent = { keepAlive: true, maxSockets: o.maxSockets ?? 64 };
@@ -77,3 +25,5 @@ export function buildClient(o: S3ObjectStoreOptions): S3Client {
     }),
   });
 }
+
+export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3-options.js';

@@ -20,14 +20,14 @@ import PQueue from 'p-queue';
 import { CairnError } from '../core/errors.js';
 import { checkPutOptions, throwIfAborted, unquoteEtag, validateFolderPrefix, validateKey, validatePrefix, validateRange } from './keys.js';
 import { mapS3Error, type S3ErrorContext } from './s3-errors.js';
-import { buildClient, type S3ObjectStoreOptions } from './s3-client.js';
+import { buildClient } from './s3-client.js';
+import { s3Capabilities, s3Url, type S3ObjectStoreOptions } from './s3-options.js';
 import { ByteBudget, localSize, partRanges, readExactly, runAllOrAbort, withPartRetry, writeAt, type Range } from './transfer.js';
 import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from './types.js';
 
 export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3-client.js';
 
 const MiB = 1024 * 1024;
-const GiB = 1024 * MiB;
 
 /**
  * The S3 backend. Bulk paths are where the time goes (checkpoint upload, restore), so
@@ -53,19 +53,13 @@ export class S3ObjectStore implements ObjectStore {
     this.bucket = options.bucket;
     this.prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
     if (this.prefix) validateKey(this.prefix);
-    this.url = `s3://${this.bucket}${this.prefix ? `/${this.prefix}` : ''}`;
+    this.url = s3Url(options);
     this.storageClass = options.storageClass as StorageClass | undefined;
     this.threshold = options.multipartThresholdBytes ?? 64 * MiB;
     this.partSize = Math.max(5 * MiB, options.partSizeBytes ?? 16 * MiB);
     this.downloadPartSize = Math.max(MiB, options.downloadPartSizeBytes ?? 16 * MiB);
     this.copyPartSize = Math.max(5 * MiB, options.copyPartSizeBytes ?? 512 * MiB);
-    this.capabilities = {
-      name: 's3',
-      serverSideCopy: true,
-      conditionalWrite: true,
-      rangedRead: true,
-      maxSingleCopyBytes: options.maxSingleCopyBytes ?? 5 * GiB,
-    };
+    this.capabilities = s3Capabilities(options);
     this.queue = new PQueue({ concurrency: options.concurrency ?? 32 });
     this.uploadBudget = new ByteBudget(options.uploadBufferBytes ?? 512 * MiB);
     this.ownsClient = !options.client;

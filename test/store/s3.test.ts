@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createStore, S3ObjectStore, withRetry, type ObjectStore, type RetryInfo } from '../../src/store/index.js';
+import { createStore, withRetry, type ObjectStore, type RetryInfo } from '../../src/store/index.js';
+import { S3ObjectStore } from '../../src/store/s3.js';
 import { s3StoreConfig, s3TestConfig, uniqueS3Prefix } from '../helpers/s3.js';
 import { collect, expectCode, runStoreConformance } from './conformance.js';
 

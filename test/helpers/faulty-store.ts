@@ -1,0 +1,259 @@
+import { open } from 'node:fs/promises';
+import { CairnError, type ErrorCode } from '../../src/core/errors.js';
+import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from '../../src/store/types.js';
+
+/**
+ * A fault injector over a real ObjectStore (never a stand-in for one): selected calls fail
+ * with a CairnError (STORE_UNAVAILABLE, retryable, unless told otherwise), succeed and then
+ * fail (an ambiguous write: the object landed but the caller hears an error), return
+ * corrupted bytes, or pause at a gate the test opens. Everything else passes through.
+ *
+ * Rules are checked in the order added; the first rule that matches a call decides it.
+ */
+export type StoreOp = 'get' | 'head' | 'put' | 'uploadFile' | 'downloadFile' | 'copy' | 'delete' | 'list' | 'listFolders';
+
+export type FaultMode =
+  /** Throw before touching the store. */
+  | 'fail'
+  /** Perform the call, then throw: a write that landed although the caller saw an error. */
+  | 'fail-after'
+  /** get / downloadFile: deliver the bytes with one byte flipped (or truncated when empty). */
+  | 'corrupt';
+
+export interface FaultRule {
+  op: StoreOp | StoreOp[];
+  /** Only keys (the first key for delete, the prefix for list) that match. Default: all. */
+  key?: string | RegExp | ((key: string) => boolean);
+  mode: FaultMode;
+  /** Let this many matching calls through untouched first. Default 0. */
+  skip?: number;
+  /** Fault at most this many matching calls (after `skip`). Default: unlimited. */
+  times?: number;
+  /** Only while this returns true (checked per call): a switchable outage. */
+  when?: () => boolean;
+  code?: ErrorCode;
+}
+
+export interface FaultHandle {
+  /** Calls this rule has faulted so far. */
+  readonly hits: number;
+  remove(): void;
+}
+
+/** A pause point: a call that matches waits at the gate until `release()`. */
+export interface Gate {
+  /** Resolves when the first matching call has arrived (and is waiting). */
+  arrived: Promise<void>;
+  release(): void;
+  remove(): void;
+}
+
+export interface CallRecord {
+  op: StoreOp;
+  key: string;
+  outcome: 'ok' | 'faulted' | 'error';
+}
+
+interface ActiveRule extends FaultRule {
+  seen: number;
+  hits: number;
+}
+
+interface ActiveGate {
+  op: StoreOp[];
+  key: FaultRule['key'];
+  times: number;
+  arrive: () => void;
+  opened: Promise<void>;
+}
+
+function keyMatches(matcher: FaultRule['key'], key: string): boolean {
+  if (matcher === undefined) return true;
+  if (typeof matcher === 'string') return key === matcher;
+  if (matcher instanceof RegExp) return matcher.test(key);
+  return matcher(key);
+}
+
+export function injectedError(op: StoreOp, key: string, code: ErrorCode = 'STORE_UNAVAILABLE'): CairnError {
+  return new CairnError(code, `injected fault: ${op} ${key}`, { details: { key, injected: true } });
+}
+
+function flip(body: Buffer): Buffer {
+  if (body.length === 0) return Buffer.from([0x2a]);
+  const out = Buffer.from(body);
+  const at = Math.floor(out.length / 2);
+  out[at] = out[at]! ^ 0xff;
+  return out;
+}
+
+async function corruptFile(path: string): Promise<void> {
+  const fh = await open(path, 'r+');
+  try {
+    const { size } = await fh.stat();
+    if (size === 0) {
+      await fh.write(Buffer.from([0x2a]), 0, 1, 0);
+      return;
+    }
+    const at = Math.floor(size / 2);
+    const b = Buffer.alloc(1);
+    await fh.read(b, 0, 1, at);
+    b[0] = b[0]! ^ 0xff;
+    await fh.write(b, 0, 1, at);
+  } finally {
+    await fh.close();
+  }
+}
+
+export class FaultyStore implements ObjectStore {
+  private readonly rules: ActiveRule[] = [];
+  private readonly gates: ActiveGate[] = [];
+  /** Every call, in order of completion, with how it ended. */
+  readonly calls: CallRecord[] = [];
+
+  constructor(readonly inner: ObjectStore) {}
+
+  get capabilities(): StoreCapabilities {
+    return this.inner.capabilities;
+  }
+
+  get url(): string {
+    return this.inner.url;
+  }
+
+  /** Adds a fault rule; returns a handle that counts hits and removes the rule. */
+  inject(rule: FaultRule): FaultHandle {
+    const active: ActiveRule = { ...rule, seen: 0, hits: 0 };
+    this.rules.push(active);
+    return {
+      get hits() {
+        return active.hits;
+      },
+      remove: () => {
+        const i = this.rules.indexOf(active);
+        if (i >= 0) this.rules.splice(i, 1);
+      },
+    };
+  }
+
+  /** A whole-store outage (every op) while `when()` holds, or until removed. */
+  outage(when?: () => boolean): FaultHandle {
+    return this.inject({ op: ['get', 'head', 'put', 'uploadFile', 'downloadFile', 'copy', 'delete', 'list', 'listFolders'], mode: 'fail', ...(when ? { when } : {}) });
+  }
+
+  /** Pauses the next `times` (default 1) matching calls until release(). */
+  gate(op: StoreOp | StoreOp[], key?: FaultRule['key'], times = 1): Gate {
+    let arrive!: () => void;
+    let release!: () => void;
+    const arrived = new Promise<void>((r) => (arrive = r));
+    const opened = new Promise<void>((r) => (release = r));
+    const g: ActiveGate = { op: Array.isArray(op) ? op : [op], key, times, arrive, opened };
+    this.gates.push(g);
+    const remove = () => {
+      const i = this.gates.indexOf(g);
+      if (i >= 0) this.gates.splice(i, 1);
+    };
+    return { arrived, release, remove };
+  }
+
+  /** Removes every rule and opens nothing (gates stay until released or removed). */
+  heal(): void {
+    this.rules.splice(0);
+  }
+
+  get(key: string, options?: { range?: { start: number; end: number } }): Promise<{ body: Buffer; etag: string }> {
+    return this.call('get', key, () => this.inner.get(key, options), async (r) => ({ ...r, body: flip(r.body) }));
+  }
+
+  head(key: string): Promise<ObjectInfo> {
+    return this.call('head', key, () => this.inner.head(key));
+  }
+
+  put(key: string, body: Buffer | string, options?: PutOptions): Promise<{ etag: string }> {
+    return this.call('put', key, () => this.inner.put(key, body, options));
+  }
+
+  uploadFile(key: string, path: string, options?: TransferProgress): Promise<{ etag: string; size: number }> {
+    return this.call('uploadFile', key, () => this.inner.uploadFile(key, path, options));
+  }
+
+  downloadFile(key: string, path: string, options?: TransferProgress): Promise<{ size: number }> {
+    return this.call('downloadFile', key, () => this.inner.downloadFile(key, path, options), async (r) => {
+      await corruptFile(path);
+      return r;
+    });
+  }
+
+  copy(from: string, to: string, options?: { size?: number }): Promise<void> {
+    return this.call('copy', to, () => this.inner.copy(from, to, options));
+  }
+
+  delete(keys: string[]): Promise<void> {
+    return this.call('delete', keys[0] ?? '', () => this.inner.delete(keys));
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const rule = this.match('list', prefix);
+    await this.pass('list', prefix);
+    if (rule && rule.mode !== 'corrupt') {
+      this.calls.push({ op: 'list', key: prefix, outcome: 'faulted' });
+      throw injectedError('list', prefix, rule.code);
+    }
+    yield* this.inner.list(prefix);
+  }
+
+  listFolders(prefix: string): Promise<string[]> {
+    return this.call('listFolders', prefix, () => this.inner.listFolders(prefix));
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  private match(op: StoreOp, key: string): ActiveRule | undefined {
+    for (const rule of this.rules) {
+      const ops = Array.isArray(rule.op) ? rule.op : [rule.op];
+      if (!ops.includes(op) || !keyMatches(rule.key, key)) continue;
+      if (rule.when && !rule.when()) continue;
+      rule.seen++;
+      if (rule.seen <= (rule.skip ?? 0)) continue;
+      if (rule.times !== undefined && rule.hits >= rule.times) continue;
+      rule.hits++;
+      return rule;
+    }
+    return undefined;
+  }
+
+  private async pass(op: StoreOp, key: string): Promise<void> {
+    const g = this.gates.find((x) => x.op.includes(op) && keyMatches(x.key, key));
+    if (!g) return;
+    if (--g.times <= 0) this.gates.splice(this.gates.indexOf(g), 1);
+    g.arrive();
+    await g.opened;
+  }
+
+  private async call<T>(op: StoreOp, key: string, real: () => Promise<T>, corrupt?: (r: T) => Promise<T>): Promise<T> {
+    await this.pass(op, key);
+    const rule = this.match(op, key);
+    if (rule?.mode === 'fail') {
+      this.calls.push({ op, key, outcome: 'faulted' });
+      throw injectedError(op, key, rule.code);
+    }
+    let result: T;
+    try {
+      result = await real();
+    } catch (err) {
+      this.calls.push({ op, key, outcome: 'error' });
+      throw err;
+    }
+    if (rule?.mode === 'fail-after') {
+      this.calls.push({ op, key, outcome: 'faulted' });
+      throw injectedError(op, key, rule.code);
+    }
+    if (rule?.mode === 'corrupt' && corrupt) {
+      this.calls.push({ op, key, outcome: 'faulted' });
+      return corrupt(result);
+    }
+    this.calls.push({ op, key, outcome: 'ok' });
+    return result;
+  }
+}
