@@ -337,7 +337,7 @@ describe('snapshots: model-based property (fs store)', () => {
 
   it(`checkpoint / compact / restore cycles agree with an in-memory model (${NUM_RUNS} runs)`, { timeout: 30 * 60_000 }, async () => {
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 2, max: 3 }), fc.commands(commands, { maxCommands: 24 }), async (retain, cmds) => {
+      fc.asyncProperty(fc.integer({ min: 2, max: 3 }), fc.commands(commands, { maxCommands: 24, size: 'medium' }), async (retain, cmds) => {
         const root = await tempDir('prop');
         await mkdir(join(root, 'state'), { recursive: true });
         const stats: Stats = { runs: 1, commands: 0, published: 0, superseded: 0, evictions: 0, restores: 0, adopted: 0, copiedBytes: 0, uploadedBytes: 0, maxTables: 0 };

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { parseLsn, validatePartition } from '../../core/names.js';
+import { serveMetrics } from '../../runtime/metrics-server.js';
 import { loadProcessor } from '../../runtime/processor-module.js';
 import type { RunSummary } from '../../runtime/partition-processor.js';
 import { action } from '../context.js';
@@ -11,6 +12,7 @@ interface RunFlags {
   snapshotEvery?: string;
   checkpointOnExit?: boolean;
   stopAtEnd?: boolean;
+  metricsPort?: string;
 }
 
 export function describeRun(s: RunSummary): string {
@@ -32,11 +34,13 @@ export function registerRun(program: Command): void {
     .option('--stop-at-end', 'stop once caught up with the end of the log')
     .option('--snapshot-every <n>', 'snapshot after this many records (overrides snapshots.everyRecords; 0 = never)')
     .option('--checkpoint-on-exit', 'take a final snapshot before exiting')
+    .option('--metrics-port <port>', 'serve Prometheus metrics on http://127.0.0.1:<port>/metrics (0 = any free port)')
     .action(
       action(async (ctx, flags: RunFlags) => {
         const partition = validatePartition(flags.partition);
         const untilLsn = flags.untilLsn === undefined ? undefined : parseLsn(flags.untilLsn, '--until-lsn');
         const everyRecords = flags.snapshotEvery === undefined ? undefined : parseLsn(flags.snapshotEvery, '--snapshot-every');
+        const metricsPort = flags.metricsPort === undefined ? undefined : parseLsn(flags.metricsPort, '--metrics-port');
         const processor = await loadProcessor(flags.processor);
         // A long-running worker: structured info logs on stderr are its operational record.
         if (!process.env.CAIRN_LOG_LEVEL && !ctx.globals.quiet) ctx.logger.level = 'info';
@@ -47,6 +51,8 @@ export function registerRun(program: Command): void {
         };
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
+        const metrics = metricsPort === undefined ? undefined : await serveMetrics(ctx.cairn.metrics.registry, metricsPort);
+        if (metrics) ctx.logger.info({ url: metrics.url }, 'serving metrics');
         const progress = ctx.progress('bootstrap');
         const runner = ctx.cairn.processor(partition, processor, { ...(everyRecords !== undefined ? { everyRecords } : {}), onBootstrapProgress: progress });
         try {
@@ -62,6 +68,7 @@ export function registerRun(program: Command): void {
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);
           await runner.close();
+          await metrics?.close();
         }
       }),
     );
