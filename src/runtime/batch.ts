@@ -20,7 +20,7 @@ export class BatchWrites {
       checkKey(key);
       if (this.writes.has(key)) {
         const v = this.writes.get(key);
-        return v === DELETE ? undefined : v;
+        return v === DELETE ? undefined : copyOf(v);
       }
       return this.read(key);
     },
@@ -58,6 +58,18 @@ export class BatchWrites {
   private remember(key: string): void {
     if (!this.undo.has(key)) this.undo.set(key, this.writes.has(key) ? this.writes.get(key) : ABSENT);
   }
+}
+
+/**
+ * What a read of a committed value would return: a fresh decoded copy. Handing out the
+ * object held in `writes` would let a processor that changes what it read (without a put,
+ * or before throwing) change the batch behind our back: the change would commit or not
+ * depending on where the batch boundaries fall, and survive a skipped record's rollback.
+ */
+function copyOf(value: unknown): unknown {
+  if (value instanceof Uint8Array) return Buffer.from(value);
+  if (value === null || typeof value !== 'object') return value;
+  return JSON.parse(JSON.stringify(value));
 }
 
 function checkKey(key: unknown): asserts key is string {

@@ -1,4 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { copyFile, link, mkdir, readdir, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { CairnError, isCairnError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Log } from '../log/types.js';
@@ -66,9 +69,49 @@ export async function bootstrapFromSnapshot(ctx: BootstrapContext, needed: numbe
   return result;
 }
 
+/**
+ * The applied LSN of a state folder without touching it: opening LevelDB replays its log
+ * into a new table and writes a new MANIFEST, CURRENT and LOG, so we open a hard-linked
+ * clone instead (LevelDB only ever creates, renames and unlinks files, never rewrites one,
+ * so the clone's changes stay in the clone). undefined when the folder does not open.
+ */
+async function peekAppliedLsn(dir: string): Promise<number | undefined> {
+  const clone = join(dirname(dir), `.${basename(dir)}.peek-${randomBytes(4).toString('hex')}`);
+  try {
+    await mkdir(clone);
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      // Not LOCK: a second fcntl lock on the same inode is released for the whole process
+      // when the clone closes. Not LOG: LevelDB's own diagnostics, not state.
+      if (!entry.isFile() || ['LOCK', 'LOG', 'LOG.old'].includes(entry.name)) continue;
+      await link(join(dir, entry.name), join(clone, entry.name)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'EXDEV' || err.code === 'EPERM') return copyFile(join(dir, entry.name), join(clone, entry.name));
+        throw err;
+      });
+    }
+    const state = await PartitionState.open(clone, { create: false });
+    const lsn = state.appliedLsn;
+    await state.close();
+    return lsn;
+  } catch (err) {
+    if (isCairnError(err, 'CORRUPT') || isCairnError(err, 'NOT_FOUND')) return undefined;
+    throw err;
+  } finally {
+    await rm(clone, { recursive: true, force: true });
+  }
+}
+
 export async function openOrBootstrap(ctx: BootstrapContext): Promise<OpenedState> {
-  const local = await openLocal(ctx);
   const info = await ctx.log.info(ctx.partition);
+  // Local state behind a gap that no snapshot covers must be left exactly as it is, so that
+  // case is decided before the folder is opened (only a trimmed log can have a gap).
+  if (info.start > 0 && existsSync(join(ctx.dir, 'CURRENT'))) {
+    const lsn = await peekAppliedLsn(ctx.dir);
+    if (lsn !== undefined && lsn + 1 < info.start) {
+      const latest = await ctx.repository.latest(ctx.partition);
+      if (!latest || latest.pointer.lsn + 1 < info.start) throw trimGapError(ctx.partition, lsn + 1, info.start, latest?.pointer.lsn);
+    }
+  }
+  const local = await openLocal(ctx);
   if (local.state) {
     const next = local.state.appliedLsn + 1;
     if (next >= info.start) return { state: local.state, source: 'local' };

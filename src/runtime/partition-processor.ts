@@ -1,8 +1,9 @@
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CairnError, isCairnError, toCairnError } from '../core/errors.js';
 import { newSnapshotId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
-import { validatePartition } from '../core/names.js';
+import { SNAPSHOT_ID, validatePartition } from '../core/names.js';
 import type { Log, LogRecord } from '../log/types.js';
 import type { CheckpointResult, SnapshotRepository } from '../snapshots/repository.js';
 import { PartitionState } from '../state/partition-state.js';
@@ -80,6 +81,7 @@ export class PartitionProcessor {
     this.opened = await openOrBootstrap(this.context());
     this.state = this.opened.state;
     this.lastSnapshotLsn = this.opened.restore?.metadata.lsn ?? -1;
+    await this.removeStaleStaging();
     this.options.logger.info({ partition: this.options.partition, source: this.opened.source, lsn: this.appliedLsn, reason: this.opened.reason }, 'partition state opened');
     return this.opened;
   }
@@ -239,6 +241,18 @@ export class PartitionProcessor {
     const restore = await bootstrapFromSnapshot(this.context(), needed, info.start);
     this.state = await PartitionState.open(this.dir, { create: false, partition: this.options.partition });
     this.lastSnapshotLsn = restore.metadata.lsn;
+  }
+
+  /**
+   * Captures staged by a worker that was killed before releasing them (hard links that pin
+   * old tables on disk). We hold this partition's state now, so no capture of ours is live.
+   */
+  private async removeStaleStaging(): Promise<void> {
+    const root = join(this.options.stateDir, '.staging');
+    const prefix = `${this.options.partition}-`;
+    const names = await readdir(root).catch(() => [] as string[]);
+    const stale = names.filter((n) => n.startsWith(prefix) && SNAPSHOT_ID.test(n.slice(prefix.length)));
+    await Promise.all(stale.map((n) => rm(join(root, n), { recursive: true, force: true })));
   }
 
   private context() {

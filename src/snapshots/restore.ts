@@ -114,8 +114,9 @@ async function installSnapshot(store: ObjectStore, metadata: SnapshotMetadata, o
 
 async function fetchVerified(store: ObjectStore, file: SnapshotFile, dir: string, onBytes: (n: number) => void): Promise<void> {
   const path = join(dir, file.name);
-  await store.downloadFile(file.key, path, { onBytes });
-  const { sha256, size } = await sha256File(path);
+  const got = await store.downloadFile(file.key, path, { onBytes, sha256: true });
+  // Backends that hash in-stream spare us reading the file back.
+  const { sha256, size } = got.sha256 ? { sha256: got.sha256, size: got.size } : await sha256File(path);
   if (size !== file.size) {
     throw new CairnError('CORRUPT', `${file.key}: size ${size}, expected ${file.size}`, { details: { key: file.key } });
   }

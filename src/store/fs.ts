@@ -23,7 +23,7 @@ import {
   unlinkQuiet,
 } from './fs-util.js';
 import { checkPutOptions, RESERVED_SEGMENT_PREFIX, throwIfAborted, unquoteEtag, validateFolderPrefix, validateKey, validatePrefix, validateRange } from './keys.js';
-import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from './types.js';
+import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
 
 export interface FsObjectStoreOptions {
   /** Absolute (or cwd-relative) root folder; created on first write. */
@@ -154,7 +154,7 @@ export class FsObjectStore implements ObjectStore {
     }, true);
   }
 
-  async downloadFile(key: string, path: string, options?: TransferProgress): Promise<{ size: number }> {
+  async downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
     const source = this.pathOf(key);
     throwIfAborted(options?.signal, `download ${key}`);
     return fsOp('downloadFile', key, async () => {

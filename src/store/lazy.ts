@@ -1,4 +1,4 @@
-import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from './types.js';
+import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
 
 /**
  * An ObjectStore whose backend is built on first use. The S3 backend pulls in the AWS SDK
@@ -35,7 +35,7 @@ export class LazyObjectStore implements ObjectStore {
     return (await this.backend()).uploadFile(key, path, options);
   }
 
-  async downloadFile(key: string, path: string, options?: TransferProgress): Promise<{ size: number }> {
+  async downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
     return (await this.backend()).downloadFile(key, path, options);
   }
 

@@ -1,6 +1,6 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { isCairnError } from '../core/errors.js';
-import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from './types.js';
+import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
 
 export interface StoreMetricsSnapshot {
   /** op -> outcome ('ok' or an error code such as 'NOT_FOUND') -> count. */
@@ -85,7 +85,7 @@ class MeteredStore implements MeteredObjectStore {
     return res;
   }
 
-  async downloadFile(key: string, path: string, options?: TransferProgress): Promise<{ size: number }> {
+  async downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
     const res = await this.measure('downloadFile', () => this.inner.downloadFile(key, path, options));
     this.addDownloaded(res.size);
     return res;

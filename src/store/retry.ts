@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CairnError } from '../core/errors.js';
-import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from './types.js';
+import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
 
 export interface RetryOptions {
   /** Total attempts including the first (1 = no retry). */
@@ -74,7 +74,7 @@ class RetryingStore implements ObjectStore {
     return this.run('uploadFile', key, options?.signal, () => this.inner.uploadFile(key, path, progress.forAttempt()));
   }
 
-  downloadFile(key: string, path: string, options?: TransferProgress): Promise<{ size: number }> {
+  downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
     const progress = dedupeProgress(options);
     return this.run('downloadFile', key, options?.signal, () => this.inner.downloadFile(key, path, progress.forAttempt()));
   }

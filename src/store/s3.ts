@@ -22,8 +22,8 @@ import { checkPutOptions, throwIfAborted, unquoteEtag, validateFolderPrefix, val
 import { mapS3Error, type S3ErrorContext } from './s3-errors.js';
 import { buildClient } from './s3-client.js';
 import { s3Capabilities, s3Url, type S3ObjectStoreOptions } from './s3-options.js';
-import { ByteBudget, localSize, partRanges, readExactly, runAllOrAbort, withPartRetry, writeAt, type Range } from './transfer.js';
-import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from './types.js';
+import { ByteBudget, localSize, partRanges, readExactly, runAllOrAbort, withPartRetry, writeAt, writeWhole, type Range } from './transfer.js';
+import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
 
 export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3-client.js';
 
@@ -146,7 +146,7 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async downloadFile(key: string, path: string, options?: TransferProgress): Promise<{ size: number }> {
+  async downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
     const Key = this.fullKey(key);
     throwIfAborted(options?.signal, `download ${key}`);
     const fh = await open(path, 'w').catch((err: unknown) => {
@@ -157,7 +157,7 @@ export class S3ObjectStore implements ObjectStore {
       );
     });
     try {
-      return { size: await this.parallelDownload(key, Key, fh, options) };
+      return await this.parallelDownload(key, Key, fh, options);
     } finally {
       await fh.close();
     }
@@ -257,7 +257,8 @@ export class S3ObjectStore implements ObjectStore {
    * Ranged GETs written at their offsets. The first response's headers give the size and
    * the ETag to pin; the other parts start right then, while the first body still streams.
    */
-  private async parallelDownload(key: string, Key: string, fh: FileHandle, options?: TransferProgress): Promise<number> {
+  private async parallelDownload(key: string, Key: string, fh: FileHandle, options?: DownloadOptions): Promise<DownloadResult> {
+    let sha256: string | undefined;
     const partSize = this.downloadPartSize;
     const controller = new AbortController();
     const signal = options?.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
@@ -299,7 +300,18 @@ export class S3ObjectStore implements ObjectStore {
           }
           const size = totalSize(res.ContentRange, res.ContentLength);
           startRest(size, res.ETag);
-          const written = await writeAt(fh, res.Body as Readable | undefined, 0, report);
+          // One response holds the whole object (the common case: LevelDB tables are ~2 MiB):
+          // buffer it, hash it as it arrives if asked, and write it with one call.
+          const whole = size <= partSize;
+          const body = res.Body as Readable | undefined;
+          let written: number;
+          if (whole) {
+            const got = await writeWhole(fh, body, report, options?.sha256 === true);
+            written = got.size;
+            sha256 = got.sha256;
+          } else {
+            written = await writeAt(fh, body, 0, report);
+          }
           const expected = res.ContentRange ? Math.min(size, partSize) : size;
           if (written !== expected) throw truncated(key, expected, written);
           return size;
@@ -307,7 +319,7 @@ export class S3ObjectStore implements ObjectStore {
       );
       await rest;
       if (restError !== undefined) throw restError;
-      return total;
+      return { size: total, ...(sha256 ? { sha256 } : {}) };
     } catch (err) {
       // Whichever failed first is the cause; anything after is our own abort echoing back.
       const cause = restError !== undefined ? restError : err;

@@ -37,6 +37,20 @@ export interface TransferProgress {
   signal?: AbortSignal;
 }
 
+export interface DownloadOptions extends TransferProgress {
+  /**
+   * Also return the sha256 of the bytes, computed while they arrive, where the backend can
+   * (a single-request download); callers verify with it instead of re-reading the file.
+   */
+  sha256?: boolean;
+}
+
+export interface DownloadResult {
+  size: number;
+  /** Present when requested and the backend could compute it in-stream. */
+  sha256?: string;
+}
+
 export interface ObjectStore {
   readonly capabilities: StoreCapabilities;
   /** e.g. `file:///abs/root` or `s3://bucket/prefix`, for messages. */
@@ -51,7 +65,7 @@ export interface ObjectStore {
   /** A local file to the store, streamed; large files in parallel parts. */
   uploadFile(key: string, path: string, options?: TransferProgress): Promise<{ etag: string; size: number }>;
   /** An object to a local file, streamed (the file is created or truncated). */
-  downloadFile(key: string, path: string, options?: TransferProgress): Promise<{ size: number }>;
+  downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult>;
   /** Server-side copy where the backend can; never modifies `from`. */
   copy(from: string, to: string, options?: { size?: number }): Promise<void>;
   /** Deletes; absent keys are not an error. */

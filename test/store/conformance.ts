@@ -165,6 +165,10 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
         expect(await store.downloadFile(`${k}/f${size}`, dst, { onBytes: (d) => (down += d) })).toEqual({ size });
         expect(down).toBe(size);
         expect(await sha256(dst)).toBe(await sha256(src));
+        // An in-stream digest is optional, but when a backend returns one it must be right.
+        const digested = await store.downloadFile(`${k}/f${size}`, `${dst}.2`, { sha256: true });
+        expect(digested.size).toBe(size);
+        if (digested.sha256 !== undefined) expect(digested.sha256).toBe(await sha256(src));
       }
     });
 
@@ -186,6 +190,8 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       expect(down).toBe(size);
       expect((await stat(dst)).size).toBe(size);
       expect(await sha256(dst)).toBe(await sha256(src));
+      const digested = await store.downloadFile(k, `${dst}.2`, { sha256: true });
+      if (digested.sha256 !== undefined) expect(digested.sha256).toBe(await sha256(src));
       // Ranged reads across a part boundary see the same bytes.
       const whole = await readFile(src);
       const r = await store.get(k, { range: { start: 5 * MiB - 10, end: 5 * MiB + 10 } });
