@@ -81,7 +81,7 @@ export class PartitionProcessor {
     this.opened = await openOrBootstrap(this.context());
     this.state = this.opened.state;
     this.lastSnapshotLsn = this.opened.restore?.metadata.lsn ?? -1;
-    await this.removeStaleStaging();
+    await this.removeLeftovers();
     this.options.logger.info({ partition: this.options.partition, source: this.opened.source, lsn: this.appliedLsn, reason: this.opened.reason }, 'partition state opened');
     return this.opened;
   }
@@ -147,6 +147,9 @@ export class PartitionProcessor {
     await this.state?.close();
     this.state = undefined;
     this.opened = undefined;
+    // Once closed the folder may be replaced (a bootstrap on reopen, a restore): the
+    // name:size sha256 cache is only valid while we hold this database open.
+    this.hashCache.clear();
   }
 
   private async applyBatch(records: LogRecord[]): Promise<{ applied: number; skipped: number }> {
@@ -238,21 +241,28 @@ export class PartitionProcessor {
     }
     await this.state?.close();
     this.state = undefined;
+    // The folder is about to hold another lineage's files, numbered from its snapshot: a
+    // table name no longer identifies its bytes, so the name:size sha256 cache starts over.
+    this.hashCache.clear();
     const restore = await bootstrapFromSnapshot(this.context(), needed, info.start);
     this.state = await PartitionState.open(this.dir, { create: false, partition: this.options.partition });
     this.lastSnapshotLsn = restore.metadata.lsn;
   }
 
   /**
-   * Captures staged by a worker that was killed before releasing them (hard links that pin
-   * old tables on disk). We hold this partition's state now, so no capture of ours is live.
+   * What a worker killed mid-way leaves behind: staged captures (hard links that pin old
+   * tables on disk) and half-downloaded restores or trim-gap peeks beside the state folder
+   * (restore.ts, bootstrap.ts). We hold this partition's state now, so none is in use. Only
+   * names no partition can have (a ULID suffix, a leading dot) are touched.
    */
-  private async removeStaleStaging(): Promise<void> {
-    const root = join(this.options.stateDir, '.staging');
-    const prefix = `${this.options.partition}-`;
-    const names = await readdir(root).catch(() => [] as string[]);
-    const stale = names.filter((n) => n.startsWith(prefix) && SNAPSHOT_ID.test(n.slice(prefix.length)));
-    await Promise.all(stale.map((n) => rm(join(root, n), { recursive: true, force: true })));
+  private async removeLeftovers(): Promise<void> {
+    const { stateDir, partition } = this.options;
+    const root = join(stateDir, '.staging');
+    const prefix = `${partition}-`;
+    const staged = (await readdir(root).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && SNAPSHOT_ID.test(n.slice(prefix.length)));
+    const temps = [`.${partition}.restore-`, `.${partition}.peek-`];
+    const beside = (await readdir(stateDir).catch(() => [] as string[])).filter((n) => temps.some((t) => n.startsWith(t) && /^[0-9a-f]{8}$/.test(n.slice(t.length))));
+    await Promise.all([...staged.map((n) => join(root, n)), ...beside.map((n) => join(stateDir, n))].map((path) => rm(path, { recursive: true, force: true })));
   }
 
   private context() {

@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises';
 import { CairnError, type ErrorCode } from '../../src/core/errors.js';
-import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from '../../src/store/types.js';
+import { sha256File } from '../../src/core/checksums.js';
+import type { DownloadOptions, DownloadResult, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from '../../src/store/types.js';
 
 /**
  * A fault injector over a real ObjectStore (never a stand-in for one): selected calls fail
@@ -176,10 +177,13 @@ export class FaultyStore implements ObjectStore {
     return this.call('uploadFile', key, () => this.inner.uploadFile(key, path, options));
   }
 
-  downloadFile(key: string, path: string, options?: TransferProgress): Promise<{ size: number }> {
+  downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
     return this.call('downloadFile', key, () => this.inner.downloadFile(key, path, options), async (r) => {
       await corruptFile(path);
-      return r;
+      // Damage in transit: a hash computed while the bytes arrive would have seen it too.
+      if (r.sha256 === undefined) return r;
+      const { sha256, size } = await sha256File(path);
+      return { ...r, sha256, size };
     });
   }
 

@@ -2,7 +2,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { normaliseConfig, type StoreConfig } from '../../src/core/config.js';
-import { CairnError, type ErrorCode } from '../../src/core/errors.js';
+import { CairnError } from '../../src/core/errors.js';
 import { SnapshotRepository } from '../../src/snapshots/repository.js';
 import { layout } from '../../src/snapshots/layout.js';
 import { PartitionState } from '../../src/state/partition-state.js';
@@ -41,7 +41,7 @@ export function normalise<T>(v: T): T {
   return JSON.parse(JSON.stringify(v)) as T;
 }
 
-export function byBytes(a: string, b: string): number {
+function byBytes(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
@@ -95,17 +95,7 @@ export async function hasObject(store: ObjectStore, key: string): Promise<boolea
   }
 }
 
-/** Runs `fn` and returns the CairnError code it threw (fails when it does not throw one). */
-export async function codeOf(fn: () => Promise<unknown>): Promise<ErrorCode> {
-  try {
-    await fn();
-  } catch (err) {
-    if (err instanceof CairnError) return err.code;
-    throw new Error(`expected a CairnError, got ${String(err)}`, { cause: err });
-  }
-  throw new Error('expected a CairnError, but the call succeeded');
-}
-
+/** Runs `fn` and returns the CairnError it threw (fails when it does not throw one). */
 export async function caughtError(fn: () => Promise<unknown>): Promise<CairnError> {
   try {
     await fn();

@@ -32,7 +32,9 @@ const EVERY_RECORDS = 500;
 
 /** Where a trial's kill is aimed. Cycled, so every kind occurs whatever the trial count. */
 const KILL_KINDS = ['startup', 'apply', 'capture', 'upload', 'after-snapshot'] as const;
-type KillKind = (typeof KILL_KINDS)[number];
+type KillKind = (typeof KILL_KINDS)[number] | 'bootstrap';
+/** Trials right after we delete the local state (see below) that aim at the restore instead. */
+const aimAtBootstrap = (trial: number) => trial % 6 === 3;
 
 const CONFIG = {
   store: { url: 'file://./store' },
@@ -91,10 +93,22 @@ async function aimAndKill(w: Watched, kind: KillKind, rand: () => number, cwd: s
       break;
     }
     case 'upload': {
-      // A snapshot folder without metadata.json is an upload in progress.
+      // A new snapshot folder without metadata.json is an upload in progress (older ones
+      // without it are what earlier kills left behind).
+      const folders = () => (existsSync(partitionStore) ? readdirSync(partitionStore).filter((f) => /_\d+$/.test(f)) : []);
+      const before = new Set(folders());
       await line(w, /partition state opened/);
-      const hit = await until(w, () => existsSync(partitionStore) && readdirSync(partitionStore).some((f) => /_\d+$/.test(f) && !existsSync(join(partitionStore, f, 'metadata.json'))));
+      const hit = await until(w, () => folders().some((f) => !before.has(f) && !existsSync(join(partitionStore, f, 'metadata.json'))));
       where = hit ? 'mid-upload' : 'no upload seen';
+      break;
+    }
+    case 'bootstrap': {
+      // The restore downloads into a temporary folder beside the state folder, then renames.
+      const stateRoot = join(cwd, 'state');
+      const hit = await until(w, () => (existsSync(stateRoot) && readdirSync(stateRoot).some((f) => f.includes('.restore-'))) || /partition state opened/.test(w.stderr()));
+      const restoring = hit && !/partition state opened/.test(w.stderr());
+      if (!restoring) await sleep(Math.round(rand() * 100));
+      where = restoring ? 'mid-restore' : 'after the state opened (no restore seen)';
       break;
     }
     case 'after-snapshot': {
@@ -147,7 +161,7 @@ describe('cairn run under SIGKILL', () => {
 
     try {
       for (let trial = 0; trial < TRIALS; trial++) {
-        const kind = KILL_KINDS[trial % KILL_KINDS.length]!;
+        const kind: KillKind = aimAtBootstrap(trial) ? 'bootstrap' : KILL_KINDS[trial % KILL_KINDS.length]!;
         const context = `trial ${trial} (${kind}, seed ${SEED})`;
         const w = watch(spawnCli(['run', '--partition', 'p0', '--processor', PROCESSOR, '--stop-at-end'], { cwd, env: { CAIRN_LOG_LEVEL: 'info' } }));
         const outcome = await aimAndKill(w, kind, rand, cwd);
@@ -229,9 +243,10 @@ describe('cairn run under SIGKILL', () => {
       const end = inspectFsSnapshots(storeRoot, 'p0');
       expect(end.problems).toEqual([]);
       expect(end.pointer!.lsn).toBeGreaterThanOrEqual(pointerLsn);
-      // Captures that killed workers left staged are cleaned up by the next worker.
+      // Captures and restores that killed workers left half-done are cleaned up by the next one.
       const staging = join(cwd, 'state', '.staging');
       expect(existsSync(staging) ? readdirSync(staging) : [], 'stale staging folders').toEqual([]);
+      expect(readdirSync(join(cwd, 'state')).filter((f) => f !== '.staging'), 'stale restore folders').toEqual(['p0']);
     } finally {
       await cairn.close();
       console.log(
@@ -239,7 +254,10 @@ describe('cairn run under SIGKILL', () => {
           `crash trials: seed ${SEED}, ${killed}/${outcomes.length} killed mid-run, ${Math.round((Date.now() - started) / 1000)} s`,
           ...outcomes,
           `leftovers: state/.staging ${existsSync(join(cwd, 'state', '.staging')) ? readdirSync(join(cwd, 'state', '.staging')).length : 0}, ` +
-            `restore temps ${existsSync(join(cwd, 'state')) ? readdirSync(join(cwd, 'state')).filter((f) => f.includes('.restore-')).length : 0}`,
+            `restore temps ${existsSync(join(cwd, 'state')) ? readdirSync(join(cwd, 'state')).filter((f) => f.includes('.restore-')).length : 0}, ` +
+            `incomplete snapshot folders in the store ${
+              existsSync(join(storeRoot, 'p0')) ? readdirSync(join(storeRoot, 'p0')).filter((f) => /_\d+$/.test(f) && !existsSync(join(storeRoot, 'p0', f, 'metadata.json'))).length : 0
+            }`,
         ].join('\n'),
       );
     }

@@ -1,5 +1,5 @@
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bankEvents } from '../../src/cli/demo-events.js';
@@ -34,12 +34,15 @@ interface Rig {
 }
 
 const open: Array<{ close(): Promise<void> }> = [];
+const dirs: string[] = [];
 afterEach(async () => {
   for (const c of open.splice(0).reverse()) await c.close().catch(() => undefined);
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
 function rig(overrides: Partial<RawConfig> = {}): Rig {
   const dir = tempDir('cairn-processor-');
+  dirs.push(dir);
   const config = normaliseConfig(
     {
       store: { url: 'file://./store' },
@@ -123,6 +126,25 @@ describe('starting state', () => {
     const state = await r.state();
     expect(state.lsn).toBe(599);
     expect(state.entries).toEqual(bankModel(events));
+  });
+
+  it('removes what killed workers left half-done beside the state, and nothing else', async () => {
+    const r = rig();
+    await r.log.append('p0', bankEvents(10, 1));
+    const root = r.config.stateDir;
+    const planted = {
+      mine: ['.staging/p0-01M80K3CTEEZVJVTK2FKDHZSC3/000005.ldb', '.p0.restore-0a1b2c3d/000005.ldb', '.p0.peek-deadbeef/CURRENT'],
+      others: ['.staging/p1-01M80K3CTEEZVJVTK2FKDHZSC3/x', '.staging/p0-checkpoint-123/x', '.p1.restore-0a1b2c3d/x', 'p0.old-0a1b2c3d/x', 'p0-x/x', '.p0.restore-notmine/x'],
+    };
+    for (const f of [...planted.mine, ...planted.others]) {
+      mkdirSync(join(root, dirname(f)), { recursive: true });
+      writeFileSync(join(root, f), 'x');
+    }
+    const p = r.cairn().cairn.processor('p0', bank);
+    await p.run({ stopAtEnd: true });
+    await p.close();
+    for (const f of planted.mine) expect(existsSync(join(root, dirname(f))), f).toBe(false);
+    for (const f of planted.others) expect(existsSync(join(root, f)), f).toBe(true);
   });
 });
 
@@ -274,7 +296,6 @@ describe('state within a batch', () => {
           expect(state.lsn).toBe(records.length - 1);
           expect(state.entries).toEqual(model(records));
           await r.log.close();
-          rmSync(r.dir, { recursive: true, force: true });
         },
       ),
       { numRuns: 25 },

@@ -1,6 +1,6 @@
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { bankEvents } from '../../src/cli/demo-events.js';
 import { loadConfig } from '../../src/core/config.js';
 import type { AppendRecord } from '../../src/log/types.js';
@@ -36,6 +36,7 @@ interface Cluster {
 
 function cluster(backend: BackendCase, label: string, nodes: string[], eventCount: number): Cluster {
   const cwd = tempDir(`cairn-trim-${backend.name}-`);
+  dirs.push(cwd);
   const store = backend.storeConfig(label);
   for (const node of nodes) {
     writeConfig(
@@ -107,6 +108,11 @@ function cluster(backend: BackendCase, label: string, nodes: string[], eventCoun
   };
   return c;
 }
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
 
 describe.each(BACKENDS)('trim gaps on $name', (backend) => {
   it('a fresh node and a lagging node across a coverable trim gap end exactly like a node that lost nothing', async () => {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -346,6 +347,80 @@ describe('(c) the runtime through a store outage', () => {
       await cairn.close();
     }
   });
+});
+
+describe('(e) a processor that re-bootstraps after a trim gap (regression)', () => {
+  /**
+   * Found while writing these tests. The processor keeps a sha256 cache keyed by table
+   * `name:size` ("LevelDB never reuses a table number"): true within one database, false
+   * once recoverFromTrimGap replaces the folder with another node's snapshot, whose file
+   * numbering restarts from that snapshot. Here node A's cache holds 000011.ldb from its own
+   * lineage; after re-bootstrapping from node B's snapshot its next flush is again
+   * 000011.ldb with the same size (fixed-size writes) but other bytes. With the stale cache
+   * the snapshot recorded the old sha256: a published latest that fails verify and restore,
+   * and every later snapshot copied the mismatch forward.
+   */
+  const KEYS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+  const valueOf = (lsn: number, i: number) => createHash('sha512').update(`${lsn}:${i}`).digest('base64');
+  const ticks: Processor = {
+    name: 'ticks',
+    apply(record, s) {
+      // Deterministic, fixed-size writes: tables flushed from one record all have one size.
+      KEYS.forEach((k, i) => s.put(k, valueOf(record.lsn, i)));
+    },
+  };
+
+  for (const path of ['while running (recoverFromTrimGap)', 'on reopen after close() (openOrBootstrap)'] as const) {
+  it(`${path}: its next snapshot records the sha256 of the bytes it uploads (verifies and restores)`, async () => {
+    const root = join(dir, 'gap');
+    const config = normaliseConfig(
+      { store: { url: 'file://./store' }, log: { type: 'embedded', dir: './log' }, stateDir: './a', node: 'a', snapshots: { everyRecords: 1000, retain: 3, concurrency: 4 } },
+      root,
+      'test',
+    );
+    const cairn = new Cairn(config);
+    try {
+      await cairn.log.append(P, Array.from({ length: 60 }, () => ({ key: 'x', value: 1 })));
+      // B opens before anything is published: an independent lineage.
+      const b = cairn.processor(P, ticks, { stateDir: join(root, 'b'), node: 'b', everyRecords: 0, batchSize: 100 });
+      await b.open();
+      const a = cairn.processor(P, ticks, { everyRecords: 0, batchSize: 1 });
+      const before: CheckpointResult[] = [];
+      await a.run({ untilLsn: 10 });
+      before.push(await a.checkpoint());
+      for (let lsn = 11; lsn <= 14; lsn++) {
+        await a.run({ untilLsn: lsn });
+        before.push(await a.checkpoint());
+      }
+      await b.run({ untilLsn: 40 });
+      expect((await b.checkpoint()).status).toBe('published');
+      await b.close();
+      await cairn.log.trim(P, 41);
+      if (path.startsWith('on reopen')) await a.close();
+
+      // A needs LSN 15, the log starts at 41: it restores B's snapshot and carries on.
+      const resumed = await a.run({ untilLsn: 41 });
+      if (path.startsWith('on reopen')) expect(resumed.start.source).toBe('bootstrap');
+      const after = await a.checkpoint();
+      await a.close();
+      expect(after.status).toBe('published');
+      const report = await cairn.snapshots.verify(P, after.metadata.snapshotId);
+      expect(report.problems).toEqual([]);
+      const target = join(root, 'restored', P);
+      const restored = await cairn.snapshots.restore({ partition: P, targetDir: target });
+      expect(restored.skipped).toEqual([]);
+      expect(restored.metadata.lsn).toBe(41);
+      expect((await dumpState(target)).entries).toEqual(KEYS.map((k, i) => [k, valueOf(41, i)]));
+
+      // The scenario did reach a table that repeats an old name and size with other bytes.
+      const old = new Map(before.flatMap((r) => r.metadata.files).map((f) => [`${f.name}:${f.size}`, f.sha256]));
+      const lookalikes = after.metadata.files.filter((f) => old.has(`${f.name}:${f.size}`) && old.get(`${f.name}:${f.size}`) !== f.sha256);
+      expect(lookalikes.length).toBeGreaterThan(0);
+    } finally {
+      await cairn.close();
+    }
+  });
+  }
 });
 
 describe('(d) restore with damaged snapshots', () => {
