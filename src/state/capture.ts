@@ -1,9 +1,10 @@
-import { copyFile, link, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { ClassicLevel } from 'classic-level';
 import { CairnError } from '../core/errors.js';
-import { parseCurrent, parseManifest, tableFileName } from './manifest.js';
+import { TableVanished, type LinkedTables } from './linked-tables.js';
+import { parseCurrent, type ManifestFollower } from './manifest.js';
 import type { Capture, CapturedFile } from './types.js';
 
 /**
@@ -23,8 +24,12 @@ import type { Capture, CapturedFile } from './types.js';
  *    MANIFEST record is written before the version is installed, so the prefix, not
  *    `leveldb.sstables`, is the authority. Tables the prefix adds after our pin are not
  *    protected by it; if a compaction deletes one before we link it (ENOENT), start over.
- * 4. Hard-link the live tables (immutable, so a link is a consistent copy) and write the
- *    clean MANIFEST prefix and a CURRENT naming it into the staging folder.
+ *    Only the records appended since the previous capture are parsed (ManifestFollower).
+ * 4. Hard-link the live tables (immutable, so a link is a consistent copy) into the
+ *    database's linked-tables folder, where links made for earlier captures are reused
+ *    (LinkedTables), and write the clean MANIFEST prefix and a CURRENT naming it into the
+ *    staging folder. Steps 3 and 4 cost what changed since the last capture, so the pause
+ *    stays flat as the state grows.
  */
 
 /** Never written: compacting [SENTINEL, SENTINEL] overlaps no table and only flushes. */
@@ -37,42 +42,11 @@ export interface CaptureOptions {
   expectedLsn: number;
   /** The key holding the applied LSN as decimal text. */
   lsnKey: string;
+  /** The database's table links, shared by its captures. */
+  linked: LinkedTables;
+  /** The database's MANIFEST as parsed by earlier captures. */
+  manifest: ManifestFollower;
   attempts?: number;
-}
-
-class TableVanished extends Error {}
-
-function errno(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
-}
-
-/** Links `from` to `to`; copies when the staging folder is on another filesystem. */
-async function linkOrCopy(from: string, to: string): Promise<void> {
-  try {
-    await link(from, to);
-  } catch (err) {
-    if (errno(err) === 'EXDEV' || errno(err) === 'EPERM') await copyFile(from, to);
-    else throw err;
-  }
-}
-
-async function stageTable(dir: string, staging: string, number: number, expectedSize: number): Promise<CapturedFile> {
-  for (const ext of ['ldb', 'sst'] as const) {
-    const name = tableFileName(number, ext);
-    const path = join(staging, name);
-    try {
-      await linkOrCopy(join(dir, name), path);
-    } catch (err) {
-      if (errno(err) === 'ENOENT') continue;
-      throw err;
-    }
-    const { size } = await stat(path);
-    if (size !== expectedSize) {
-      throw new CairnError('CORRUPT', `table ${name} is ${size} bytes but the MANIFEST records ${expectedSize}`);
-    }
-    return { name, path, size };
-  }
-  throw new TableVanished(tableFileName(number));
 }
 
 /** Reads a file's first `size` bytes as of now (the MANIFEST keeps growing behind us). */
@@ -93,7 +67,7 @@ async function readPrefix(path: string): Promise<Buffer> {
   }
 }
 
-async function attempt(db: ClassicLevel<string, Buffer>, dir: string, staging: string, options: CaptureOptions): Promise<{ lsn: number; files: CapturedFile[] }> {
+async function attempt(db: ClassicLevel<string, Buffer>, dir: string, staging: string, options: CaptureOptions): Promise<{ lsn: number; files: CapturedFile[]; tables: string[] }> {
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
   const pin = db.iterator({ gte: options.lsnKey, lte: options.lsnKey, valueEncoding: 'utf8' });
@@ -107,9 +81,9 @@ async function attempt(db: ClassicLevel<string, Buffer>, dir: string, staging: s
     }
     const manifestName = parseCurrent(await readFile(join(dir, 'CURRENT'), 'utf8'));
     const prefix = await readPrefix(join(dir, manifestName));
-    const manifest = parseManifest(prefix);
-    // allSettled: no link may still be in flight when a retry wipes the staging folder.
-    const settled = await Promise.allSettled([...manifest.live].map(([number, t]) => stageTable(dir, staging, number, t.size)));
+    const manifest = options.manifest.follow(manifestName, prefix);
+    // allSettled: no link may still be in flight when a retry starts over.
+    const settled = await Promise.allSettled([...manifest.live].map(([number, t]) => options.linked.ensure(dir, number, t.size)));
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     const tables = settled.map((r) => (r as PromiseFulfilledResult<CapturedFile>).value);
@@ -122,6 +96,7 @@ async function attempt(db: ClassicLevel<string, Buffer>, dir: string, staging: s
     tables.sort((a, b) => a.name.localeCompare(b.name));
     return {
       lsn,
+      tables: tables.map((t) => t.name),
       files: [
         ...tables,
         { name: manifestName, path: manifestPath, size: manifest.validLength },
@@ -139,14 +114,18 @@ export async function captureLevelDb(db: ClassicLevel<string, Buffer>, dir: stri
   const attempts = options.attempts ?? MAX_ATTEMPTS;
   for (let i = 1; ; i++) {
     try {
-      const { lsn, files } = await attempt(db, dir, staging, options);
+      const { lsn, files, tables } = await attempt(db, dir, staging, options);
       const syncPauseMs = performance.now() - started;
+      const releaseTables = options.linked.hold(tables);
       return {
         dir: staging,
         lsn,
         files,
         syncPauseMs,
-        release: () => rm(staging, { recursive: true, force: true }),
+        release: async () => {
+          await rm(staging, { recursive: true, force: true });
+          await releaseTables();
+        },
       };
     } catch (err) {
       if (err instanceof TableVanished && i < attempts) continue; // a compaction raced us

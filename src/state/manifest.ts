@@ -74,18 +74,21 @@ export interface LogRecords {
  * is how VersionSet::Recover reads a MANIFEST: a checksum mismatch, an unknown record type
  * or an orphan fragment is CORRUPT; a truncated header or payload in the file's final
  * (partial) block, or a fragmented record cut off by the end, is end of file.
+ *
+ * `from` resumes reading at a record boundary found earlier (a previous validLength), so
+ * a growing file can be read in steps.
  */
-export function readLogRecords(buf: Buffer): LogRecords {
+export function readLogRecords(buf: Buffer, from = 0): LogRecords {
   const records: Buffer[] = [];
-  let validLength = 0;
+  let validLength = from;
   let scratch: Buffer[] | undefined; // fragments of the record being assembled
   let scratchBytes = 0;
 
-  for (let blockStart = 0; blockStart < buf.length; blockStart += BLOCK_SIZE) {
+  for (let blockStart = from - (from % BLOCK_SIZE); blockStart < buf.length; blockStart += BLOCK_SIZE) {
     const blockEnd = Math.min(blockStart + BLOCK_SIZE, buf.length);
     // log_reader sets eof_ when a read returns less than a full block.
     const lastBlock = blockEnd - blockStart < BLOCK_SIZE;
-    let pos = blockStart;
+    let pos = Math.max(blockStart, from);
     while (blockEnd - pos >= HEADER_SIZE) {
       const length = buf.readUInt16LE(pos + 4);
       const type = buf[pos + 6]!;
@@ -282,20 +285,55 @@ export interface ManifestState {
 export function parseManifest(buf: Buffer): ManifestState {
   const { records, validLength } = readLogRecords(buf);
   const state: ManifestState = { live: new Map(), edits: 0, validLength };
-  for (const record of records) {
-    const edit = decodeVersionEdit(record);
-    if (edit.comparator !== undefined) state.comparator = edit.comparator;
-    if (edit.logNumber !== undefined) state.logNumber = edit.logNumber;
-    if (edit.prevLogNumber !== undefined) state.prevLogNumber = edit.prevLogNumber;
-    if (edit.nextFile !== undefined) state.nextFile = edit.nextFile;
-    if (edit.lastSequence !== undefined) state.lastSequence = edit.lastSequence;
-    for (const d of edit.deletedFiles) {
-      if (state.live.get(d.number)?.level === d.level) state.live.delete(d.number);
-    }
-    for (const f of edit.newFiles) state.live.set(f.number, { level: f.level, size: f.size });
-    state.edits++;
-  }
+  for (const record of records) applyEdit(state, decodeVersionEdit(record));
   return state;
+}
+
+function applyEdit(state: ManifestState, edit: VersionEdit): void {
+  if (edit.comparator !== undefined) state.comparator = edit.comparator;
+  if (edit.logNumber !== undefined) state.logNumber = edit.logNumber;
+  if (edit.prevLogNumber !== undefined) state.prevLogNumber = edit.prevLogNumber;
+  if (edit.nextFile !== undefined) state.nextFile = edit.nextFile;
+  if (edit.lastSequence !== undefined) state.lastSequence = edit.lastSequence;
+  for (const d of edit.deletedFiles) {
+    if (state.live.get(d.number)?.level === d.level) state.live.delete(d.number);
+  }
+  for (const f of edit.newFiles) state.live.set(f.number, { level: f.level, size: f.size });
+  state.edits++;
+}
+
+/**
+ * Follows one database's MANIFEST across checkpoints. While a database is open LevelDB
+ * only appends to its MANIFEST (a new one is started at open), so each call parses just
+ * the records added since the previous one: the cost tracks what changed, not the number
+ * of tables. Anything unexpected (another MANIFEST, a prefix that differs) parses afresh.
+ */
+export class ManifestFollower {
+  private name: string | undefined;
+  private bytes: Buffer | undefined;
+  private state: ManifestState | undefined;
+
+  /** The state `buf` (a prefix of MANIFEST `name`) describes. Do not mutate the result. */
+  follow(name: string, buf: Buffer): ManifestState {
+    const { state, bytes } = this;
+    const known = state !== undefined && bytes !== undefined && name === this.name && buf.length >= state.validLength;
+    if (!known || !buf.subarray(0, state.validLength).equals(bytes.subarray(0, state.validLength))) {
+      return this.remember(name, buf, parseManifest(buf));
+    }
+    const tail = readLogRecords(buf, state.validLength);
+    // Decode every new edit before applying any: a corrupt tail leaves the known state intact.
+    const edits = tail.records.map(decodeVersionEdit);
+    const next: ManifestState = { ...state, live: new Map(state.live), validLength: tail.validLength };
+    for (const edit of edits) applyEdit(next, edit);
+    return this.remember(name, buf, next);
+  }
+
+  private remember(name: string, buf: Buffer, state: ManifestState): ManifestState {
+    this.name = name;
+    this.bytes = buf;
+    this.state = state;
+    return state;
+  }
 }
 
 /** `000045.ldb`: the name LevelDB 1.20 writes (TableFileName); `.sst` is the legacy name. */

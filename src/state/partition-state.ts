@@ -1,9 +1,11 @@
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { CairnError, badInput } from '../core/errors.js';
 import { validatePartition } from '../core/names.js';
 import { SENTINEL_KEY, captureLevelDb } from './capture.js';
+import { LinkedTables } from './linked-tables.js';
+import { ManifestFollower } from './manifest.js';
 import { DELETE, type Capture, type StateEntry, type StateWrite } from './types.js';
 
 /**
@@ -17,6 +19,9 @@ import { DELETE, type Capture, type StateEntry, type StateWrite } from './types.
  *   'm:partition'   the partition name the folder was created for (informational)
  * Entries come back in UTF-8 byte order of the user key.
  *
+ * Files: besides LevelDB's own, `.cairn-linked/` holds hard links to the tables of recent
+ * checkpoint captures (linked-tables.ts); LevelDB ignores it, and it is cleared on open.
+ *
  * Values: one tag byte then the payload: 'j' JSON text, 'b' raw bytes (Uint8Array values,
  * for processors that ask for bytes). Decoding returns a Buffer for 'b'.
  */
@@ -27,6 +32,7 @@ const META_LSN = 'm:lsn';
 const META_PARTITION = 'm:partition';
 const TAG_JSON = 0x6a; // 'j'
 const TAG_BYTES = 0x62; // 'b'
+const LINKED_DIR = '.cairn-linked';
 
 export type StateDb = ClassicLevel<string, Buffer>;
 
@@ -69,7 +75,11 @@ function encodeValue(key: string, value: unknown): Buffer {
     throw badInput(`value for key ${JSON.stringify(key)} is not JSON-serialisable: ${(err as Error).message}`);
   }
   if (text === undefined) throw badInput(`value for key ${JSON.stringify(key)} is not JSON-serialisable (${typeof value})`);
-  return Buffer.concat([Buffer.from([TAG_JSON]), Buffer.from(text, 'utf8')]);
+  // One allocation, encoded in place: this runs for every value of every batch.
+  const out = Buffer.allocUnsafe(1 + Buffer.byteLength(text, 'utf8'));
+  out[0] = TAG_JSON;
+  out.write(text, 1, 'utf8');
+  return out;
 }
 
 function decodeValue(buf: Buffer): unknown {
@@ -97,6 +107,8 @@ export class PartitionState {
   private lsn: number;
   private capturing = false;
   private closed = false;
+  private readonly linked: LinkedTables;
+  private readonly manifest = new ManifestFollower();
 
   private constructor(
     readonly dir: string,
@@ -106,6 +118,7 @@ export class PartitionState {
     private readonly sync: boolean,
   ) {
     this.lsn = lsn;
+    this.linked = new LinkedTables(join(dir, LINKED_DIR));
   }
 
   static async open(dir: string, options: PartitionStateOptions = {}): Promise<PartitionState> {
@@ -133,7 +146,10 @@ export class PartitionState {
         await db.put(META_PARTITION, options.partition, { valueEncoding: 'utf8' });
         partition = options.partition;
       }
-      return new PartitionState(location, db, lsn, partition, options.sync ?? false);
+      const state = new PartitionState(location, db, lsn, partition, options.sync ?? false);
+      // Links left by an earlier owner may name numbers this open reuses: never trust them.
+      await state.linked.reset();
+      return state;
     } catch (err) {
       await db.close().catch(() => undefined);
       throw err instanceof CairnError ? err : openError(location, err);
@@ -213,6 +229,8 @@ export class PartitionState {
       return await captureLevelDb(this.db, this.dir, resolve(stagingDir), {
         expectedLsn: this.lsn,
         lsnKey: META_LSN,
+        linked: this.linked,
+        manifest: this.manifest,
       });
     } finally {
       this.capturing = false;
@@ -227,6 +245,7 @@ export class PartitionState {
     if (this.closed) return;
     this.closed = true;
     await this.db.close();
+    await this.linked.dispose();
   }
 
   private assertOpen(): void {

@@ -1,4 +1,4 @@
-import { copyFile, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,6 +115,72 @@ describe('PartitionState.capture', () => {
     await state.commit(new Map([['after', 1]]), 50);
     expect(await state.get('after')).toBe(1);
     await state.close();
+  });
+
+  it('later captures reuse earlier links; released captures keep their bytes until pruned; reopen starts clean', async () => {
+    const root = await tempDir();
+    const dbDir = join(root, 'db');
+    const linked = join(dbDir, '.cairn-linked');
+    const state = await PartitionState.open(dbDir, { writeBufferSize: SMALL_MEMTABLE });
+    const model = new Map<string, unknown>();
+    let lsn = -1;
+    const write = async (n: number) => {
+      for (let b = 0; b < n; b++) {
+        const writes = new Map<string, StateWrite>();
+        for (let i = 0; i < 40; i++) writes.set(`key-${(lsn * 40 + i * 13) % 2000}`, { lsn, pad: 'p'.repeat(200) });
+        await state.commit(writes, ++lsn);
+        for (const [k, v] of writes) model.set(k, v);
+      }
+    };
+    await write(40);
+    const first = await state.capture(join(root, 'staging-1'));
+    const firstTables = first.files.filter((f) => f.name.endsWith('.ldb'));
+    const inode = new Map(await Promise.all(firstTables.map(async (f) => [f.name, (await stat(f.path)).ino] as const)));
+    const firstModel = expected(model);
+
+    // A compaction deletes the first capture's tables from the database; its links keep them.
+    await write(40);
+    await state.compactAll();
+    const second = await state.capture(join(root, 'staging-2'));
+    const shared = second.files.filter((f) => inode.has(f.name));
+    for (const f of shared) expect((await stat(f.path)).ino, `${f.name} linked once`).toBe(inode.get(f.name));
+    const gone = firstTables.filter((f) => !existsSync(join(dbDir, f.name)));
+    expect(gone.length, 'the compaction removed tables of the first capture').toBeGreaterThan(0);
+    expect((await restore(first, join(root, 'restored-1'))).entries).toEqual(firstModel);
+
+    // Releasing the first drops the links only it needed; the newest capture's stay.
+    await first.release();
+    for (const f of gone) expect(existsSync(f.path), f.name).toBe(false);
+    await second.release();
+    const secondTables = second.files.filter((f) => f.name.endsWith('.ldb')).map((f) => f.name);
+    expect((await readdir(linked)).sort()).toEqual([...secondTables].sort());
+
+    // A new open never trusts links from an earlier one.
+    await state.close();
+    expect(existsSync(linked)).toBe(false);
+    const reopened = await PartitionState.open(dbDir, { writeBufferSize: SMALL_MEMTABLE });
+    const third = await reopened.capture(join(root, 'staging-3'));
+    expect((await restore(third, join(root, 'restored-3'))).entries).toEqual(expected(model));
+    await third.release();
+    await reopened.close();
+  });
+
+  it('a leftover linked-tables folder from a killed owner is cleared on open', async () => {
+    const root = await tempDir();
+    const dbDir = join(root, 'db');
+    const state = await PartitionState.open(dbDir);
+    await state.commit(new Map([['a', 1]]), 0);
+    await state.close();
+    // What a SIGKILL mid-upload leaves: a link whose number the next open may reuse.
+    await mkdir(join(dbDir, '.cairn-linked'), { recursive: true });
+    await writeFile(join(dbDir, '.cairn-linked', '000005.ldb'), 'stale bytes');
+    const reopened = await PartitionState.open(dbDir);
+    expect(existsSync(join(dbDir, '.cairn-linked'))).toBe(false);
+    await reopened.commit(new Map([['b', 2]]), 1);
+    const capture = await reopened.capture(join(root, 'staging'));
+    expect((await restore(capture, join(root, 'restored'))).entries).toEqual([['a', 1], ['b', 2]]);
+    await capture.release();
+    await reopened.close();
   });
 
   it('captures an empty state at LSN -1', async () => {
