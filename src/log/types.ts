@@ -9,6 +9,12 @@ export interface LogRecord {
   value: unknown;
   /** Milliseconds since the epoch, as appended. */
   timestamp: number;
+  /**
+   * Set when the stored bytes could not be decoded (not JSON, not UTF-8): `value` is then
+   * undefined. The log still returns the record so the runtime decides, by its
+   * `onBadRecord` policy, whether to stop naming this LSN or to skip and count it.
+   */
+  decodeError?: string;
 }
 
 export interface AppendRecord {

@@ -94,7 +94,7 @@ export class Cairn {
       return await this.snapshots.checkpoint(capture, {
         partition,
         node: this.config.node,
-        source: this.config.log.type === 'embedded' ? `embedded:${partition}` : `kafka:${this.config.log.topic}/${partition}`,
+        source: this.log.source(partition),
         ...(onProgress ? { onProgress } : {}),
       });
     } finally {

@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 export interface RuntimeMetrics {
   registry: Registry;
   recordsApplied: Counter<'partition'>;
-  recordsSkipped: Counter<'partition'>;
+  recordsSkipped: Counter<'partition' | 'reason'>;
   appliedLsn: Gauge<'partition'>;
   snapshots: Counter<'partition' | 'status'>;
   snapshotBytes: Counter<'partition' | 'kind'>;
@@ -15,7 +15,7 @@ export function createRuntimeMetrics(registry = new Registry()): RuntimeMetrics 
   return {
     registry,
     recordsApplied: new Counter({ name: 'cairn_records_applied_total', help: 'Records applied to partition state', labelNames: ['partition'], registers: [registry] }),
-    recordsSkipped: new Counter({ name: 'cairn_records_skipped_total', help: 'Records skipped because the processor threw (onBadRecord: skip)', labelNames: ['partition'], registers: [registry] }),
+    recordsSkipped: new Counter({ name: 'cairn_records_skipped_total', help: 'Records skipped under onBadRecord: skip (reason: decode or processor)', labelNames: ['partition', 'reason'], registers: [registry] }),
     appliedLsn: new Gauge({ name: 'cairn_applied_lsn', help: 'Last LSN committed to partition state', labelNames: ['partition'], registers: [registry] }),
     snapshots: new Counter({ name: 'cairn_snapshots_total', help: 'Snapshots by outcome (published, superseded, failed)', labelNames: ['partition', 'status'], registers: [registry] }),
     snapshotBytes: new Counter({ name: 'cairn_snapshot_bytes_total', help: 'Snapshot bytes uploaded from this worker or copied server-side', labelNames: ['partition', 'kind'], registers: [registry] }),

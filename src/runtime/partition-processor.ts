@@ -1,4 +1,5 @@
 import { readdir, rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { CairnError, isCairnError, toCairnError } from '../core/errors.js';
 import { newSnapshotId } from '../core/ids.js';
@@ -62,6 +63,8 @@ export class PartitionProcessor {
   private sinceSnapshot = 0;
   private snapshotRetryAt = 0;
   private lastSnapshotLsn = -1;
+  private logOutageSince: number | undefined;
+  private logOutageRetries = 0;
   private readonly hashCache = new Map<string, string>();
   private readonly results: CheckpointResult[] = [];
   readonly dir: string;
@@ -87,7 +90,7 @@ export class PartitionProcessor {
   }
 
   async run(options: RunOptions = {}): Promise<RunSummary> {
-    const opened = await this.open();
+    const opened = await this.openWaitingForLog(options.signal);
     const startLsn = this.appliedLsn;
     const { partition, batchSize, log } = this.options;
     let applied = 0;
@@ -107,12 +110,24 @@ export class PartitionProcessor {
           ...(options.signal ? { signal: options.signal } : {}),
         });
       } catch (err) {
-        if (!isCairnError(err, 'TRIM_GAP')) throw err;
-        await this.recoverFromTrimGap();
-        continue;
+        if (isCairnError(err, 'TRIM_GAP')) {
+          await this.recoverFromTrimGap();
+          continue;
+        }
+        if (await this.waitOutLogOutage(err, options.signal)) continue;
+        throw err;
       }
+      this.logOutageSince = undefined;
+      this.logOutageRetries = 0;
       if (records.length === 0) {
-        if (options.stopAtEnd && (await log.info(partition)).end <= this.appliedLsn + 1) {
+        let end: number;
+        try {
+          end = options.stopAtEnd ? (await log.info(partition)).end : Infinity;
+        } catch (err) {
+          if (await this.waitOutLogOutage(err, options.signal)) continue;
+          throw err;
+        }
+        if (end <= this.appliedLsn + 1) {
           stoppedBy = 'end-of-log';
           break;
         }
@@ -134,6 +149,36 @@ export class PartitionProcessor {
       snapshots: [...this.results],
       stoppedBy,
     };
+  }
+
+  /** open(), waiting while the log is unreachable (a worker started before its broker). */
+  private async openWaitingForLog(signal: AbortSignal | undefined): Promise<OpenedState> {
+    for (;;) {
+      try {
+        return await this.open();
+      } catch (err) {
+        if (await this.waitOutLogOutage(err, signal)) continue;
+        if (signal?.aborted) throw new CairnError('ABORTED', `${this.options.partition}: stopped while waiting for the log`, { cause: err });
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * A log that is temporarily unreachable (a broker restarting) is waited out: the state
+   * and its LSN are untouched, so reading resumes exactly where it stopped. Returns false
+   * for errors that are not a retryable outage.
+   */
+  private async waitOutLogOutage(err: unknown, signal: AbortSignal | undefined): Promise<boolean> {
+    const e = toCairnError(err);
+    if (!e.retryable || e.code !== 'LOG_UNAVAILABLE' || signal?.aborted) return false;
+    const { partition, logger } = this.options;
+    const now = Date.now();
+    this.logOutageSince ??= now;
+    const delay = Math.min(5000, 200 * 2 ** Math.min(5, this.logOutageRetries++)) * (0.5 + Math.random() / 2);
+    logger.warn({ partition, lsn: this.appliedLsn, err: e.message, downForMs: now - this.logOutageSince, retryInMs: Math.round(delay) }, 'log unavailable; waiting');
+    await sleep(delay, undefined, signal ? { signal } : {}).catch(() => undefined);
+    return true;
   }
 
   /** Takes a snapshot now and waits for it (sync phase, then upload). */
@@ -160,16 +205,23 @@ export class PartitionProcessor {
     for (const record of records) {
       batch.beginRecord();
       try {
+        if (record.decodeError !== undefined) {
+          throw new CairnError('CORRUPT', `record at LSN ${record.lsn} of ${partition} could not be decoded: ${record.decodeError}`, {
+            details: { partition, lsn: record.lsn },
+          });
+        }
         await processor.apply(record, batch.view);
       } catch (err) {
+        const undecodable = record.decodeError !== undefined;
         if (onBadRecord === 'skip') {
           batch.rollbackRecord();
           skipped++;
-          metrics?.recordsSkipped.inc({ partition });
-          logger.warn({ partition, lsn: record.lsn, err: String(err) }, 'processor threw; record skipped');
+          metrics?.recordsSkipped.inc({ partition, reason: undecodable ? 'decode' : 'processor' });
+          logger.warn({ partition, lsn: record.lsn, err: String(err) }, undecodable ? 'record could not be decoded; skipped' : 'processor threw; record skipped');
           continue;
         }
         // Nothing of this batch is committed: state stays at the last good LSN.
+        if (undecodable) throw err;
         throw new CairnError('PROCESSOR_FAILED', `processor ${processor.name} failed on ${partition} at LSN ${record.lsn}: ${(err as Error)?.message ?? String(err)}`, {
           cause: err,
           details: { partition, lsn: record.lsn },

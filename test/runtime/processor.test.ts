@@ -187,7 +187,7 @@ describe('a processor that throws', () => {
     await p.close();
     expect(summary).toMatchObject({ appliedLsn: 49, recordsApplied: 46, recordsSkipped: 4, stoppedBy: 'end-of-log' });
     const metric = await cairn.metrics.recordsSkipped.get();
-    expect(metric.values).toEqual([expect.objectContaining({ labels: { partition: 'p0' }, value: 4 })]);
+    expect(metric.values).toEqual([expect.objectContaining({ labels: { partition: 'p0', reason: 'processor' }, value: 4 })]);
 
     const state = await r.state();
     expect(state.lsn).toBe(49);
