@@ -74,6 +74,10 @@ export class PartitionProcessor {
     this.dir = join(options.stateDir, options.partition);
   }
 
+  get partition(): string {
+    return this.options.partition;
+  }
+
   get appliedLsn(): number {
     return this.state?.appliedLsn ?? -1;
   }

@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
+import { CairnError, toCairnError } from '../../core/errors.js';
 import { parseLsn, validatePartition } from '../../core/names.js';
 import { serveMetrics } from '../../runtime/metrics-server.js';
 import { loadProcessor } from '../../runtime/processor-module.js';
 import type { RunSummary } from '../../runtime/partition-processor.js';
-import { action } from '../context.js';
+import { action, reportError, type CliContext } from '../context.js';
 
 interface RunFlags {
-  partition: string;
+  partition: string[];
   processor: string;
   untilLsn?: string;
   snapshotEvery?: string;
@@ -28,7 +29,7 @@ export function registerRun(program: Command): void {
   program
     .command('run')
     .description('run a partition processor; bootstraps when local state is missing or behind a trim gap')
-    .requiredOption('--partition <p>', 'partition name')
+    .option('--partition <p>', 'partition name; repeat to run several partitions in this process', (p: string, all: string[]) => [...all, p], [] as string[])
     .requiredOption('--processor <module>', 'processor module (.ts or .js) whose default export is { name, apply }')
     .option('--until-lsn <n>', 'stop once this LSN is applied')
     .option('--stop-at-end', 'stop once caught up with the end of the log')
@@ -37,7 +38,10 @@ export function registerRun(program: Command): void {
     .option('--metrics-port <port>', 'serve Prometheus metrics on http://127.0.0.1:<port>/metrics (0 = any free port)')
     .action(
       action(async (ctx, flags: RunFlags) => {
-        const partition = validatePartition(flags.partition);
+        if (flags.partition.length === 0) throw new CairnError('BAD_INPUT', 'missing required option --partition');
+        const partitions = flags.partition.map((p) => validatePartition(p));
+        const twice = partitions.find((p, i) => partitions.indexOf(p) !== i);
+        if (twice) throw new CairnError('BAD_INPUT', `--partition ${twice} given twice`);
         const untilLsn = flags.untilLsn === undefined ? undefined : parseLsn(flags.untilLsn, '--until-lsn');
         const everyRecords = flags.snapshotEvery === undefined ? undefined : parseLsn(flags.snapshotEvery, '--snapshot-every');
         const metricsPort = flags.metricsPort === undefined ? undefined : parseLsn(flags.metricsPort, '--metrics-port');
@@ -54,22 +58,71 @@ export function registerRun(program: Command): void {
         const metrics = metricsPort === undefined ? undefined : await serveMetrics(ctx.cairn.metrics.registry, metricsPort);
         if (metrics) ctx.logger.info({ url: metrics.url }, 'serving metrics');
         const progress = ctx.progress('bootstrap');
-        const runner = ctx.cairn.processor(partition, processor, { ...(everyRecords !== undefined ? { everyRecords } : {}), onBootstrapProgress: progress });
+        // One processor per partition, each with its own state, snapshots and read loop: a
+        // slow or failing partition holds back no other.
+        const runners = partitions.map((partition) =>
+          ctx.cairn.processor(partition, processor, { ...(everyRecords !== undefined ? { everyRecords } : {}), onBootstrapProgress: progress }),
+        );
         try {
-          const summary = await runner.run({
-            signal: controller.signal,
-            ...(untilLsn !== undefined ? { untilLsn } : {}),
-            ...(flags.stopAtEnd ? { stopAtEnd: true } : {}),
-            ...(flags.checkpointOnExit ? { checkpointOnExit: true } : {}),
-          });
-          ctx.output(summary, () => describeRun(summary));
+          const outcomes = await Promise.allSettled(
+            runners.map(async (runner) => {
+              try {
+                return await runner.run({
+                  signal: controller.signal,
+                  ...(untilLsn !== undefined ? { untilLsn } : {}),
+                  ...(flags.stopAtEnd ? { stopAtEnd: true } : {}),
+                  ...(flags.checkpointOnExit ? { checkpointOnExit: true } : {}),
+                });
+              } catch (err) {
+                ctx.logger.error({ partition: runner.partition, err: toCairnError(err).toJSON() }, 'partition stopped');
+                throw err;
+              } finally {
+                await runner.close();
+              }
+            }),
+          );
+          return report(ctx, partitions, outcomes, controller.signal);
         } finally {
           progress.stop();
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);
-          await runner.close();
           await metrics?.close();
         }
       }),
     );
+}
+
+type Outcome = PromiseSettledResult<RunSummary>;
+
+/** A signal that arrives while a partition still waits for its log is a clean stop too. */
+function stoppedCleanly(o: Outcome, signal: AbortSignal): boolean {
+  return o.status === 'rejected' && signal.aborted && toCairnError(o.reason).code === 'ABORTED';
+}
+
+/**
+ * One partition keeps the single-partition output (a summary, or the error contract); with
+ * several, one document lists each partition's summary or error, and the exit code is the
+ * worst of them.
+ */
+function report(ctx: CliContext, partitions: string[], outcomes: Outcome[], signal: AbortSignal): number {
+  const [only] = outcomes;
+  if (outcomes.length === 1 && only!.status === 'rejected' && !stoppedCleanly(only!, signal)) throw only!.reason;
+  if (outcomes.length === 1 && only!.status === 'fulfilled') {
+    ctx.output(only!.value, () => describeRun(only!.value));
+    return 0;
+  }
+  let exit = 0;
+  const results = outcomes.map((o, i) => {
+    const partition = partitions[i]!;
+    if (o.status === 'fulfilled') return o.value;
+    if (stoppedCleanly(o, signal)) return { partition, stoppedBy: 'signal' as const, opened: false };
+    const e = toCairnError(o.reason);
+    exit = Math.max(exit, e.exitCode);
+    if (!ctx.json) reportError(e, false);
+    return { partition, error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } };
+  });
+  ctx.output({ partitions: results }, () =>
+    results.map((r) => ('appliedLsn' in r ? describeRun(r) : 'error' in r && r.error ? `${r.partition}: failed: ${r.error.message} [${r.error.code}]` : `${r.partition}: stopped before its state opened`)).join('\n'),
+  );
+  return exit;
 }
