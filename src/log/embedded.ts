@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { CairnError, badInput } from '../core/errors.js';
 import { parseLsn, validatePartition } from '../core/names.js';
+import { Wakeup } from './wakeup.js';
 import type { AppendRecord, Log, LogCapabilities, LogInfo, LogRecord, ReadOptions } from './types.js';
 
 /**
@@ -39,7 +40,7 @@ export interface EmbeddedLogOptions {
 /** One open partition: its database, cached bounds, a write lock and read waiters. */
 class PartitionLog {
   private tail: Promise<unknown> = Promise.resolve();
-  private readonly waiters = new Set<() => void>();
+  private readonly wakeup = new Wakeup();
 
   constructor(
     readonly db: ClassicLevel<string, string>,
@@ -55,22 +56,12 @@ class PartitionLog {
   }
 
   notify(): void {
-    for (const wake of [...this.waiters]) wake();
+    this.wakeup.notify();
   }
 
   /** Resolves on the next append, after `ms`, on abort, or when the log closes. */
   waitForAppend(ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((done) => {
-      const finish = () => {
-        clearTimeout(timer);
-        this.waiters.delete(finish);
-        signal?.removeEventListener('abort', finish);
-        done();
-      };
-      const timer = setTimeout(finish, ms);
-      this.waiters.add(finish);
-      signal?.addEventListener('abort', finish, { once: true });
-    });
+    return this.wakeup.wait(ms, signal);
   }
 }
 

@@ -49,7 +49,7 @@ export class Cairn {
   }
 
   get log(): Log {
-    this.logInstance ??= this.options.log ?? createLog(this.config.log);
+    this.logInstance ??= this.options.log ?? createLog(this.config.log, { logger: this.logger });
     return this.logInstance;
   }
 

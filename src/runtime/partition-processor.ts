@@ -30,6 +30,9 @@ export interface PartitionProcessorOptions {
   onBootstrapProgress?: (done: number, total: number) => void;
 }
 
+/** How long a --stop-at-end run waits for records before deciding offsets below the end hold none. */
+const END_CONFIRM_WAIT_MS = 2000;
+
 export interface RunOptions {
   /** Stop once this LSN is applied. */
   untilLsn?: number;
@@ -100,6 +103,8 @@ export class PartitionProcessor {
     let applied = 0;
     let skipped = 0;
     let stoppedBy: RunSummary['stoppedBy'] = 'signal';
+    let confirmingEnd = 0;
+    let endSeen = -1;
     while (!options.signal?.aborted) {
       if (options.untilLsn !== undefined && this.appliedLsn >= options.untilLsn) {
         stoppedBy = 'until-lsn';
@@ -109,7 +114,7 @@ export class PartitionProcessor {
       try {
         records = await log.read(partition, this.appliedLsn + 1, {
           maxRecords: batchSize,
-          waitMs: options.stopAtEnd ? 0 : 500,
+          waitMs: options.stopAtEnd ? confirmingEnd : 500,
           ...(options.untilLsn !== undefined ? { toLsn: options.untilLsn } : {}),
           ...(options.signal ? { signal: options.signal } : {}),
         });
@@ -124,19 +129,25 @@ export class PartitionProcessor {
       this.logOutageSince = undefined;
       this.logOutageRetries = 0;
       if (records.length === 0) {
+        if (!options.stopAtEnd) continue;
         let end: number;
         try {
-          end = options.stopAtEnd ? (await log.info(partition)).end : Infinity;
+          end = (await log.info(partition)).end;
         } catch (err) {
           if (await this.waitOutLogOutage(err, options.signal)) continue;
           throw err;
         }
-        if (end <= this.appliedLsn + 1) {
+        // Offsets below the end may hold no records (Kafka transaction markers): an empty
+        // read that was given time to see them settles it.
+        if (end <= this.appliedLsn + 1 || (confirmingEnd > 0 && end === endSeen)) {
           stoppedBy = 'end-of-log';
           break;
         }
+        endSeen = end;
+        confirmingEnd = END_CONFIRM_WAIT_MS;
         continue;
       }
+      confirmingEnd = 0;
       const outcome = await this.applyBatch(records);
       applied += outcome.applied;
       skipped += outcome.skipped;

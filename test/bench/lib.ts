@@ -38,6 +38,18 @@ export function ensureMinio(): { endpoint: string; bucket: string } {
   return { endpoint: process.env.S3_ENDPOINT!, bucket: process.env.S3_BUCKET! };
 }
 
+/** Starts (idempotently) the Kafka broker and returns its bootstrap addresses. */
+export function ensureKafka(): string[] {
+  const out = execFileSync('bash', [join(REPO_ROOT, 'test/services/kafka.sh'), 'start'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const m = /^export KAFKA_BROKERS=(.*)$/m.exec(out);
+  if (!m) throw new Error('test/services/kafka.sh start printed no KAFKA_BROKERS');
+  return m[1]!.trim().split(',');
+}
+
+export function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
 export function ensureS5cmd(): string {
   return execFileSync('bash', [join(REPO_ROOT, 'test/services/s5cmd.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
 }

@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: one JSON line per figure, each a ratio of Cairn against a baseline measured
  * in this run on the same data. Sizes: BENCH_STATE_MIB (default 1024), BENCH_SMALL_MIB (10),
- * BENCH_RECORDS (300000). Needs MinIO (started here) and s5cmd (built here).
+ * BENCH_RECORDS (300000), BENCH_KAFKA_RECORDS (1000000). Needs MinIO and Kafka (started here)
+ * and s5cmd (built here).
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,11 +16,13 @@ import { Cairn } from '../../src/runtime/cairn.js';
 import type { Processor } from '../../src/runtime/processor-module.js';
 import type { Capture } from '../../src/state/types.js';
 import { MemoryLog } from './memory-log.js';
-import { MiB, buildState, emit, ensureMinio, ensureS5cmd, folderBytes, keyOf, median, tempDir, timed } from './lib.js';
+import { kafkaThroughput } from './kafka.js';
+import { MiB, buildState, emit, ensureMinio, ensureS5cmd, folderBytes, keyOf, median, round, tempDir, timed } from './lib.js';
 
 const STATE_MIB = Number(process.env.BENCH_STATE_MIB ?? 1024);
 const SMALL_MIB = Number(process.env.BENCH_SMALL_MIB ?? 10);
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 300_000);
+const KAFKA_RECORDS = Number(process.env.BENCH_KAFKA_RECORDS ?? 1_000_000);
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.stderr.write(`machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}\n`);
@@ -176,10 +179,7 @@ async function stateFigures(): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
-function round(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}
-
 const only = process.argv.slice(2);
 if (only.length === 0 || only.includes('apply')) await applyThroughput();
 if (only.length === 0 || only.includes('state')) await stateFigures();
+if (only.length === 0 || only.includes('kafka')) await kafkaThroughput(KAFKA_RECORDS);

@@ -196,6 +196,26 @@ export function runLogConformance(name: string, makeLog: () => Promise<LogFixtur
       });
     });
 
+    it('appends nothing for an empty call, and nothing at all when one record is not JSON', async () => {
+      await withLog(makeLog, async (log, p) => {
+        await log.append(p, [rec(0)]);
+        const before = await log.info(p);
+        expect(await log.append(p, [])).toEqual({ first: before.end, last: before.end - 1 });
+        await expectCode(log.append(p, [rec(1), { key: 'bad', value: 10n }]), 'BAD_INPUT');
+        expect(await log.info(p)).toEqual(before);
+        const { first } = await log.append(p, [rec(2)]);
+        expect(first).toBeGreaterThanOrEqual(before.end);
+        expect((await log.read(p, before.end, { maxRecords: 10 })).map((r) => r.key)).toEqual(['k2']);
+      });
+    });
+
+    it('names each partition by a stable source of its own', async () => {
+      await withLog(makeLog, async (log, p, other) => {
+        expect(log.source(p)).toBe(log.source(p));
+        if (other !== undefined) expect(log.source(other)).not.toBe(log.source(p));
+      });
+    });
+
     it('describes its source and capabilities', async () => {
       await withLog(makeLog, async (log, p) => {
         expect(log.source(p)).toMatch(new RegExp(`${p.replace(/[.]/g, '\\.')}`));

@@ -1,0 +1,197 @@
+import { AssignerProtocol, Kafka, logLevel, type Admin, type LogEntry, type PartitionAssigner } from 'kafkajs';
+import { CairnError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { LogInfo } from './types.js';
+
+/**
+ * What the Kafka log shares between its admin client, producers and readers: the kafkajs
+ * client (logging routed away from stdout), the mapping of kafkajs errors onto Cairn's
+ * closed list of codes, the admin calls the log needs, and the partition assigner that
+ * gives each reader exactly its one partition.
+ */
+export interface KafkaClientOptions {
+  brokers: string[];
+  clientId: string;
+  logger: Logger;
+  /** Retries inside kafkajs before an operation fails with LOG_UNAVAILABLE. */
+  retries: number;
+  connectionTimeoutMs: number;
+  requestTimeoutMs: number;
+}
+
+export function createKafkaClient(o: KafkaClientOptions): Kafka {
+  return new Kafka({
+    clientId: o.clientId,
+    brokers: o.brokers,
+    // kafkajs logs to the console by default; the CLI's stdout must stay one JSON document.
+    logLevel: logLevel.ERROR,
+    logCreator: () => (entry: LogEntry) => forwardLog(o.logger, entry),
+    connectionTimeout: o.connectionTimeoutMs,
+    requestTimeout: o.requestTimeoutMs,
+    retry: { retries: o.retries, initialRetryTime: 200, maxRetryTime: 3000 },
+  });
+}
+
+function forwardLog(logger: Logger, { namespace, log }: LogEntry): void {
+  const { message, timestamp: _timestamp, logger: _name, stack: _stack, ...extra } = log as { message: string; [key: string]: unknown };
+  // kafkajs calls ERROR every refused connection of every retry, and what Cairn handles
+  // itself (a crashed consumer, an offset reset). Debug detail: the outcome that matters
+  // reaches the caller as a CairnError, and the reader logs its own reconnects.
+  logger.debug({ kafka: namespace, ...extra }, `kafkajs: ${message}`);
+}
+
+interface KafkaJSErrorLike {
+  name?: string;
+  type?: string;
+  message?: string;
+  retriable?: boolean;
+  cause?: unknown;
+  originalError?: unknown;
+  partitions?: Array<{ error?: unknown }>;
+}
+
+/** kafkajs wraps causes in several ways (retries exceeded, bail, per-partition errors). */
+function errorChain(err: unknown): KafkaJSErrorLike[] {
+  const out: KafkaJSErrorLike[] = [];
+  const visit = (e: unknown, depth: number) => {
+    if (e === null || typeof e !== 'object' || depth > 6) return;
+    const k = e as KafkaJSErrorLike;
+    out.push(k);
+    visit(k.cause, depth + 1);
+    if (k.originalError !== k.cause) visit(k.originalError, depth + 1);
+    for (const p of k.partitions ?? []) visit(p.error, depth + 1);
+  };
+  visit(err, 0);
+  return out;
+}
+
+const NOT_FOUND_TYPES = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'UNKNOWN_TOPIC_ID']);
+/** The request itself is wrong: retrying the same records cannot succeed. */
+const BAD_INPUT_TYPES = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_TIMESTAMP', 'INVALID_RECORD', 'CORRUPT_MESSAGE', 'INVALID_TOPIC_EXCEPTION']);
+/** The broker refuses for a reason that waiting does not fix (authorisation, versions, policy). */
+const PERMANENT_TYPES = /AUTHORIZATION_FAILED|AUTHENTICATION|UNSUPPORTED_VERSION|POLICY_VIOLATION|INVALID_CONFIG|UNSUPPORTED_FOR_MESSAGE_FORMAT/;
+const TRANSIENT_NAMES = new Set([
+  'KafkaJSConnectionError',
+  'KafkaJSConnectionClosedError',
+  'KafkaJSRequestTimeoutError',
+  'KafkaJSNumberOfRetriesExceeded',
+  'KafkaJSBrokerNotFound',
+  'KafkaJSNoBrokerAvailableError',
+  'KafkaJSLockTimeout',
+  'KafkaJSMetadataNotLoaded',
+  'KafkaJSTopicMetadataNotLoaded',
+  'KafkaJSStaleTopicMetadataAssignment',
+  'KafkaJSGroupCoordinatorNotFound',
+]);
+
+/**
+ * Maps anything kafkajs throws onto a CairnError: NOT_FOUND for a missing topic or
+ * partition, BAD_INPUT for records the broker refuses, LOG_UNAVAILABLE otherwise, retryable
+ * unless the broker refused for a permanent reason.
+ */
+export function kafkaError(err: unknown, what: string): CairnError {
+  if (err instanceof CairnError) return err;
+  const chain = errorChain(err);
+  const types = chain.map((e) => e.type).filter((t): t is string => typeof t === 'string');
+  const innermost = chain.at(-1) ?? {};
+  const reason = types.length > 0 ? `${innermost.message ?? String(err)} (${types.join(' < ')})` : (innermost.message ?? String(err));
+  const message = `${what}: ${reason}`;
+  if (types.some((t) => NOT_FOUND_TYPES.has(t))) return new CairnError('NOT_FOUND', message, { cause: err });
+  if (types.some((t) => BAD_INPUT_TYPES.has(t))) return new CairnError('BAD_INPUT', message, { cause: err });
+  if (types.some((t) => PERMANENT_TYPES.test(t))) return new CairnError('LOG_UNAVAILABLE', message, { cause: err, retryable: false });
+  const kafkajs = chain.some((e) => e.name?.startsWith('KafkaJS'));
+  const transient = chain.some((e) => e.retriable === true || TRANSIENT_NAMES.has(e.name ?? ''));
+  // A non-kafkajs error without a Kafka reason is a bug here, not an outage.
+  if (!kafkajs) return new CairnError('INTERNAL', message, { cause: err });
+  return new CairnError('LOG_UNAVAILABLE', message, { cause: err, retryable: transient || types.length === 0 });
+}
+
+/**
+ * Each reader is the only member of its own consumer group, and this assigner hands that
+ * member exactly the partition it reads, so one process can read many partitions of a topic
+ * without their groups rebalancing each other.
+ */
+export function singlePartitionAssigner(topic: string, partition: number): PartitionAssigner {
+  const name = 'CairnSinglePartition';
+  const userData = Buffer.alloc(0);
+  return () => ({
+    name,
+    version: 1,
+    assign: async ({ members }) =>
+      // Should a second member ever join, it gets nothing: a partition is never read twice.
+      members.map((m, i) => ({
+        memberId: m.memberId,
+        memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 1, assignment: i === 0 ? { [topic]: [partition] } : {}, userData }),
+      })),
+    protocol: ({ topics }) => ({ name, metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData }) }),
+  });
+}
+
+/**
+ * The admin calls the log makes, on one lazily connected admin client. After an outage
+ * the client is dropped and the next call connects afresh.
+ */
+export class KafkaAdmin {
+  private admin: Promise<Admin> | undefined;
+  private partitionCount: number | undefined;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly topic: string,
+  ) {}
+
+  /** Throws NOT_FOUND unless the topic has partition `n` (metadata is re-read on a miss). */
+  async checkPartition(n: number): Promise<void> {
+    if (this.partitionCount !== undefined && n < this.partitionCount) return;
+    const metadata = await this.call(`cannot read metadata of topic ${this.topic}`, (a) => a.fetchTopicMetadata({ topics: [this.topic] }));
+    this.partitionCount = metadata.topics.find((t) => t.name === this.topic)?.partitions.length ?? 0;
+    if (n >= this.partitionCount) {
+      throw new CairnError('NOT_FOUND', `topic ${this.topic} has no partition ${n} (it has ${this.partitionCount})`, {
+        details: { topic: this.topic, partition: n, partitions: this.partitionCount },
+      });
+    }
+  }
+
+  /** Low and high watermark: the first retained offset and the next offset to be written. */
+  async watermarks(n: number): Promise<LogInfo> {
+    await this.checkPartition(n);
+    const offsets = await this.call(`cannot read offsets of ${this.topic}/${n}`, (a) => a.fetchTopicOffsets(this.topic));
+    const p = offsets.find((o) => o.partition === n);
+    if (!p) throw new CairnError('NOT_FOUND', `topic ${this.topic} has no partition ${n}`, { details: { topic: this.topic, partition: n } });
+    return { start: Number(p.low), end: Number(p.high) };
+  }
+
+  async deleteBefore(n: number, offset: number): Promise<void> {
+    await this.call(`cannot delete records of ${this.topic}/${n} before ${offset}`, (a) =>
+      a.deleteTopicRecords({ topic: this.topic, partitions: [{ partition: n, offset: String(offset) }] }),
+    );
+  }
+
+  async close(): Promise<void> {
+    const admin = this.admin;
+    this.admin = undefined;
+    if (admin) await admin.then((a) => a.disconnect()).catch(() => undefined);
+  }
+
+  private async call<T>(what: string, fn: (admin: Admin) => Promise<T>): Promise<T> {
+    try {
+      return await fn(await this.client());
+    } catch (err) {
+      const e = kafkaError(err, what);
+      if (e.code === 'LOG_UNAVAILABLE') void this.close();
+      throw e;
+    }
+  }
+
+  private client(): Promise<Admin> {
+    if (!this.admin) {
+      const admin = this.kafka.admin();
+      const connected = admin.connect().then(() => admin);
+      this.admin = connected;
+      connected.catch(() => {
+        if (this.admin === connected) this.admin = undefined;
+      });
+    }
+    return this.admin;
+  }
+}

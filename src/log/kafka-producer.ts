@@ -1,0 +1,188 @@
+import { randomBytes } from 'node:crypto';
+import type { Kafka, Message, Producer, RecordMetadata } from 'kafkajs';
+import { CairnError, badInput } from '../core/errors.js';
+import { kafkaError } from './kafka-client.js';
+import type { AppendRecord } from './types.js';
+
+/**
+ * Appends for the Kafka log. A call is validated and encoded completely before anything is
+ * sent, so a bad record fails the whole call. A call that fits one record batch goes out as
+ * one produce request on an idempotent producer: the broker appends a batch atomically and
+ * gives it consecutive offsets from the returned base offset. A larger call is split into
+ * batches inside one transaction, so readers (read_committed, as Cairn's are) see all of it
+ * or none; its records may then interleave with other writers' and its commit leaves a
+ * control record behind, so its LSNs are not necessarily consecutive.
+ */
+
+/** Per-record framing in a record batch (varint lengths, deltas, attributes): an upper bound. */
+const RECORD_OVERHEAD = 32;
+const BATCH_OVERHEAD = 61;
+
+export interface EncodedRecords {
+  messages: Message[];
+  /** Bytes of each message as it will sit in a record batch (approximately, from above). */
+  sizes: number[];
+  bytes: number;
+}
+
+export function encodeRecords(records: AppendRecord[]): EncodedRecords {
+  if (!Array.isArray(records)) throw badInput('append expects an array of records');
+  const now = Date.now();
+  const messages: Message[] = new Array(records.length);
+  const sizes: number[] = new Array(records.length);
+  let bytes = BATCH_OVERHEAD;
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i];
+    if (r === null || typeof r !== 'object') throw badInput(`record ${i} is not an object`);
+    if (typeof r.key !== 'string') throw badInput(`record ${i}: key must be a string`);
+    const t = r.timestamp ?? now;
+    // Kafka timestamps are whole milliseconds; a fraction would be silently truncated.
+    if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0) {
+      throw badInput(`record ${i}: timestamp must be a non-negative integer (milliseconds since the epoch)`);
+    }
+    const value = encodeValue(r, i);
+    const key = Buffer.from(r.key, 'utf8');
+    messages[i] = { key, value, timestamp: String(t) };
+    sizes[i] = key.length + value.length + RECORD_OVERHEAD;
+    bytes += sizes[i]!;
+  }
+  return { messages, sizes, bytes };
+}
+
+function encodeValue(r: AppendRecord, i: number): Buffer {
+  let json: string | undefined;
+  try {
+    // JSON has no undefined: an absent value is stored as null, as the embedded log does.
+    json = JSON.stringify(r.value === undefined ? null : r.value);
+  } catch (err) {
+    throw badInput(`record ${i} (key ${JSON.stringify(r.key)}): value is not JSON-serialisable: ${(err as Error).message}`);
+  }
+  // JSON.stringify returns undefined for a function or a symbol.
+  if (json === undefined) throw badInput(`record ${i} (key ${JSON.stringify(r.key)}): value is not JSON-serialisable (${typeof r.value})`);
+  return Buffer.from(json, 'utf8');
+}
+
+/** Splits encoded records into runs of at most `maxBytes` (a larger single record stays alone). */
+export function splitBatches(e: EncodedRecords, maxBytes: number): Message[][] {
+  const out: Message[][] = [];
+  let current: Message[] = [];
+  let size = BATCH_OVERHEAD;
+  e.messages.forEach((m, i) => {
+    const s = e.sizes[i]!;
+    if (current.length > 0 && size + s > maxBytes) {
+      out.push(current);
+      current = [];
+      size = BATCH_OVERHEAD;
+    }
+    current.push(m);
+    size += s;
+  });
+  if (current.length > 0) out.push(current);
+  return out;
+}
+
+export interface AppenderOptions {
+  kafka: Kafka;
+  topic: string;
+  clientId: string;
+  /** Calls above this many bytes are split into batches inside a transaction. */
+  maxBatchBytes: number;
+}
+
+export class KafkaAppender {
+  private producer: Promise<Producer> | undefined;
+  private txProducer: Promise<Producer> | undefined;
+  /** A transactional producer runs one transaction at a time. */
+  private txTail: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly o: AppenderOptions) {}
+
+  async append(partition: number, encoded: EncodedRecords): Promise<{ first: number; last: number }> {
+    const what = `cannot append to ${this.o.topic}/${partition}`;
+    if (encoded.bytes <= this.o.maxBatchBytes) {
+      return this.guarded('producer', what, async (p) => {
+        const meta = await p.send({ topic: this.o.topic, acks: -1, messages: encoded.messages.map((m) => ({ ...m, partition })) });
+        const first = baseOffset(meta, this.o.topic, partition);
+        return { first, last: first + encoded.messages.length - 1 };
+      });
+    }
+    const run = this.txTail.then(() => this.appendInTransaction(partition, encoded, what));
+    this.txTail = run.catch(() => undefined);
+    return run;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.drop('producer'), this.drop('txProducer')]);
+  }
+
+  private appendInTransaction(partition: number, encoded: EncodedRecords, what: string): Promise<{ first: number; last: number }> {
+    return this.guarded('txProducer', what, async (p) => {
+      const tx = await p.transaction();
+      try {
+        let first = -1;
+        let last = -1;
+        for (const batch of splitBatches(encoded, this.o.maxBatchBytes)) {
+          const meta = await tx.send({ topic: this.o.topic, acks: -1, messages: batch.map((m) => ({ ...m, partition })) });
+          const base = baseOffset(meta, this.o.topic, partition);
+          if (first < 0) first = base;
+          last = base + batch.length - 1;
+        }
+        await tx.commit();
+        return { first, last };
+      } catch (err) {
+        // Aborting makes the sent batches invisible to read_committed readers; if even that
+        // fails, the broker aborts the transaction when it times out.
+        await tx.abort().catch(() => undefined);
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Runs `fn` on a connected producer. After a failure the producer is dropped: its
+   * sequence numbers (idempotence) or transaction state may no longer match the broker's, and
+   * a fresh producer id is always safe.
+   */
+  private async guarded<T>(which: 'producer' | 'txProducer', what: string, fn: (p: Producer) => Promise<T>): Promise<T> {
+    try {
+      return await fn(await this.connected(which));
+    } catch (err) {
+      void this.drop(which);
+      throw kafkaError(err, what);
+    }
+  }
+
+  private connected(which: 'producer' | 'txProducer'): Promise<Producer> {
+    let pending = this[which];
+    if (!pending) {
+      const producer =
+        which === 'producer'
+          ? this.o.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false })
+          : this.o.kafka.producer({
+              idempotent: true,
+              maxInFlightRequests: 1,
+              allowAutoTopicCreation: false,
+              transactionalId: `${this.o.clientId}-append-${this.o.topic}-${randomBytes(6).toString('hex')}`,
+            });
+      pending = producer.connect().then(() => producer);
+      this[which] = pending;
+      const current = pending;
+      current.catch(() => {
+        if (this[which] === current) this[which] = undefined;
+      });
+    }
+    return pending;
+  }
+
+  private async drop(which: 'producer' | 'txProducer'): Promise<void> {
+    const pending = this[which];
+    this[which] = undefined;
+    if (pending) await pending.then((p) => p.disconnect()).catch(() => undefined);
+  }
+}
+
+function baseOffset(meta: RecordMetadata[], topic: string, partition: number): number {
+  const m = meta.find((r) => r.topicName === topic && r.partition === partition);
+  if (!m?.baseOffset) throw new CairnError('INTERNAL', `the broker did not acknowledge ${topic}/${partition} (no base offset in the produce response)`);
+  return Number(m.baseOffset);
+}

@@ -1,0 +1,191 @@
+import type { Kafka } from 'kafkajs';
+import { CairnError, badInput } from '../core/errors.js';
+import { silentLogger, type Logger } from '../core/logger.js';
+import { parseLsn, validatePartition } from '../core/names.js';
+import { KafkaAdmin, createKafkaClient } from './kafka-client.js';
+import { KafkaAppender, encodeRecords } from './kafka-producer.js';
+import { PartitionReader } from './kafka-reader.js';
+import type { AppendRecord, Log, LogCapabilities, LogInfo, LogRecord, ReadOptions } from './types.js';
+
+/**
+ * The Kafka log: Cairn partition `pN` is partition N of one topic (unless `partitions` maps
+ * the name), and an LSN is a Kafka offset. Nothing connects until first use, so building a
+ * KafkaLog never fails for a broker that is down; operations then fail with
+ * LOG_UNAVAILABLE (retryable) once kafkajs has retried.
+ *
+ * Topics should have time and size retention off (retention.ms=-1, retention.bytes=-1):
+ * the log start should move only when Cairn trims, behind its snapshots.
+ */
+export interface KafkaLogOptions {
+  brokers: string[];
+  topic: string;
+  clientId?: string;
+  /** Cairn partition name -> topic partition, for names that are not `p<N>`. */
+  partitions?: Record<string, number>;
+  /** Receives reconnect warnings and (at debug) kafkajs's own error lines; silent by default. */
+  logger?: Logger;
+  /** Per fetch, per partition. Larger fetches mean fewer round trips when catching up. */
+  maxBytesPerPartition?: number;
+  /** How long the broker holds a fetch open waiting for new records (the long poll). */
+  maxWaitTimeInMs?: number;
+  /** Decoded records a reader holds ahead of its caller before its consumer waits. */
+  readAheadBytes?: number;
+  /** Appends above this size are split into several batches in one transaction. */
+  maxBatchBytes?: number;
+  /** A reader whose consumer has not heard from the broker this long reports LOG_UNAVAILABLE and reconnects. */
+  stallMs?: number;
+  /** Retries inside kafkajs before an operation fails. */
+  retries?: number;
+  connectionTimeoutMs?: number;
+  requestTimeoutMs?: number;
+}
+
+const MiB = 1024 * 1024;
+const MAX_KAFKA_PARTITION = 2 ** 31 - 1;
+
+export class KafkaLog implements Log {
+  readonly capabilities: LogCapabilities = { name: 'kafka', multiProcess: true };
+  private readonly o: Required<Omit<KafkaLogOptions, 'logger'>> & { logger: Logger };
+  private client: Kafka | undefined;
+  private adminClient: KafkaAdmin | undefined;
+  private appender: KafkaAppender | undefined;
+  private readonly readers = new Map<number, PartitionReader>();
+  private closed = false;
+
+  constructor(options: KafkaLogOptions) {
+    this.o = {
+      clientId: 'cairn',
+      partitions: {},
+      logger: silentLogger,
+      // Measured on the throughput benchmark: 2-8 MiB are alike; smaller fetches add round
+      // trips the consumer waits for, larger ones delay the first records and hold more heap.
+      maxBytesPerPartition: 4 * MiB,
+      maxWaitTimeInMs: 500,
+      readAheadBytes: 16 * MiB,
+      // The broker's default message.max.bytes is 1 MiB; stay clear of it.
+      maxBatchBytes: 768 * 1024,
+      stallMs: 6000,
+      retries: 5,
+      connectionTimeoutMs: 3000,
+      requestTimeoutMs: 30_000,
+      ...definedOnly(options),
+      brokers: options.brokers,
+      topic: options.topic,
+    };
+  }
+
+  source(partition: string): string {
+    return `kafka:${this.o.topic}/${this.partitionOf(partition)}`;
+  }
+
+  async append(partition: string, records: AppendRecord[]): Promise<{ first: number; last: number }> {
+    const n = this.topicPartition(partition);
+    const encoded = encodeRecords(records);
+    await this.admin().checkPartition(n);
+    if (encoded.messages.length === 0) {
+      const { end } = await this.admin().watermarks(n);
+      return { first: end, last: end - 1 };
+    }
+    this.appender ??= new KafkaAppender({ kafka: this.kafka(), topic: this.o.topic, clientId: this.o.clientId, maxBatchBytes: this.o.maxBatchBytes });
+    return this.appender.append(n, encoded);
+  }
+
+  async read(partition: string, fromLsn: number, options: ReadOptions): Promise<LogRecord[]> {
+    const n = this.topicPartition(partition);
+    const from = parseLsn(fromLsn, 'fromLsn');
+    const max = options.maxRecords;
+    if (!Number.isSafeInteger(max) || max < 1) throw badInput(`invalid maxRecords ${String(max)}: expected a positive integer`);
+    const toLsn = options.toLsn === undefined ? undefined : parseLsn(options.toLsn, 'toLsn');
+    return this.reader(n).read(from, { ...options, ...(toLsn === undefined ? {} : { toLsn }) });
+  }
+
+  async info(partition: string): Promise<LogInfo> {
+    const n = this.topicPartition(partition);
+    return this.admin().watermarks(n);
+  }
+
+  async trim(partition: string, beforeLsn: number): Promise<LogInfo> {
+    const n = this.topicPartition(partition);
+    const before = parseLsn(beforeLsn, 'beforeLsn');
+    const admin = this.admin();
+    const { start, end } = await admin.watermarks(n);
+    const target = Math.min(before, end);
+    if (target <= start) return { start, end };
+    await admin.deleteBefore(n, target);
+    this.readers.get(n)?.trimmed(target);
+    return admin.watermarks(n);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const readers = [...this.readers.values()];
+    this.readers.clear();
+    await Promise.all([...readers.map((r) => r.close()), this.appender?.close(), this.adminClient?.close()]);
+  }
+
+  /** The topic partition of an operation on an open log. */
+  private topicPartition(partition: string): number {
+    const n = this.partitionOf(partition);
+    if (this.closed) throw new CairnError('ABORTED', 'the kafka log is closed');
+    return n;
+  }
+
+  /** `pN` is partition N unless the configuration maps the name; nothing else is guessed. */
+  private partitionOf(partition: string): number {
+    const name = validatePartition(partition);
+    const mapped = Object.hasOwn(this.o.partitions, name) ? this.o.partitions[name] : undefined;
+    if (mapped !== undefined) return mapped;
+    const m = /^p(0|[1-9][0-9]{0,9})$/.exec(name);
+    const n = m ? Number(m[1]) : NaN;
+    if (!(n <= MAX_KAFKA_PARTITION)) {
+      throw badInput(`partition ${JSON.stringify(name)} does not name a partition of topic ${this.o.topic}: use p<N> for partition N, or map the name under log.partitions`, {
+        partition: name,
+      });
+    }
+    return n;
+  }
+
+  private kafka(): Kafka {
+    this.client ??= createKafkaClient({
+      brokers: this.o.brokers,
+      clientId: this.o.clientId,
+      logger: this.o.logger,
+      retries: this.o.retries,
+      connectionTimeoutMs: this.o.connectionTimeoutMs,
+      requestTimeoutMs: this.o.requestTimeoutMs,
+    });
+    return this.client;
+  }
+
+  private admin(): KafkaAdmin {
+    this.adminClient ??= new KafkaAdmin(this.kafka(), this.o.topic);
+    return this.adminClient;
+  }
+
+  private reader(n: number): PartitionReader {
+    let reader = this.readers.get(n);
+    if (!reader) {
+      const admin = this.admin();
+      reader = new PartitionReader({
+        kafka: this.kafka(),
+        topic: this.o.topic,
+        partition: n,
+        clientId: this.o.clientId,
+        maxBytesPerPartition: this.o.maxBytesPerPartition,
+        maxWaitTimeInMs: this.o.maxWaitTimeInMs,
+        readAheadBytes: this.o.readAheadBytes,
+        stallMs: this.o.stallMs,
+        retries: this.o.retries,
+        logger: this.o.logger,
+        watermarks: () => admin.watermarks(n),
+      });
+      this.readers.set(n, reader);
+    }
+    return reader;
+  }
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
