@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { CairnError, badInput } from '../core/errors.js';
 import { parseLsn, validatePartition } from '../core/names.js';
+import { checkAppendRecord } from './records.js';
 import { Wakeup } from './wakeup.js';
 import type { AppendRecord, Log, LogCapabilities, LogInfo, LogRecord, ReadOptions } from './types.js';
 
@@ -65,17 +66,10 @@ class PartitionLog {
   }
 }
 
+/** The stored form, {k, v, t}, built from the checked parts without serialising the value twice. */
 function encodeRecord(record: AppendRecord, index: number, now: number): string {
-  if (record === null || typeof record !== 'object') throw badInput(`record ${index} is not an object`);
-  if (typeof record.key !== 'string') throw badInput(`record ${index}: key must be a string`);
-  const t = record.timestamp ?? now;
-  if (typeof t !== 'number' || !Number.isFinite(t)) throw badInput(`record ${index}: timestamp must be a finite number`);
-  try {
-    // JSON has no undefined: an absent value is stored as null.
-    return JSON.stringify({ k: record.key, v: record.value === undefined ? null : record.value, t } satisfies StoredRecord);
-  } catch (err) {
-    throw badInput(`record ${index} (key ${JSON.stringify(record.key)}): value is not JSON-serialisable: ${(err as Error).message}`);
-  }
+  const r = checkAppendRecord(record, index, now);
+  return `{"k":${JSON.stringify(r.key)},"v":${r.valueJson},"t":${r.timestamp}}`;
 }
 
 export class EmbeddedLog implements Log {

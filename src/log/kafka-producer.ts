@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Kafka, Message, Producer, RecordMetadata } from 'kafkajs';
 import { CairnError, badInput } from '../core/errors.js';
 import { kafkaError } from './kafka-client.js';
+import { checkAppendRecord } from './records.js';
 import type { AppendRecord } from './types.js';
 
 /**
@@ -32,34 +33,14 @@ export function encodeRecords(records: AppendRecord[]): EncodedRecords {
   const sizes: number[] = new Array(records.length);
   let bytes = BATCH_OVERHEAD;
   for (let i = 0; i < records.length; i++) {
-    const r = records[i];
-    if (r === null || typeof r !== 'object') throw badInput(`record ${i} is not an object`);
-    if (typeof r.key !== 'string') throw badInput(`record ${i}: key must be a string`);
-    const t = r.timestamp ?? now;
-    // Kafka timestamps are whole milliseconds; a fraction would be silently truncated.
-    if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0) {
-      throw badInput(`record ${i}: timestamp must be a non-negative integer (milliseconds since the epoch)`);
-    }
-    const value = encodeValue(r, i);
+    const r = checkAppendRecord(records[i]!, i, now);
     const key = Buffer.from(r.key, 'utf8');
-    messages[i] = { key, value, timestamp: String(t) };
+    const value = Buffer.from(r.valueJson, 'utf8');
+    messages[i] = { key, value, timestamp: String(r.timestamp) };
     sizes[i] = key.length + value.length + RECORD_OVERHEAD;
     bytes += sizes[i]!;
   }
   return { messages, sizes, bytes };
-}
-
-function encodeValue(r: AppendRecord, i: number): Buffer {
-  let json: string | undefined;
-  try {
-    // JSON has no undefined: an absent value is stored as null, as the embedded log does.
-    json = JSON.stringify(r.value === undefined ? null : r.value);
-  } catch (err) {
-    throw badInput(`record ${i} (key ${JSON.stringify(r.key)}): value is not JSON-serialisable: ${(err as Error).message}`);
-  }
-  // JSON.stringify returns undefined for a function or a symbol.
-  if (json === undefined) throw badInput(`record ${i} (key ${JSON.stringify(r.key)}): value is not JSON-serialisable (${typeof r.value})`);
-  return Buffer.from(json, 'utf8');
 }
 
 /** Splits encoded records into runs of at most `maxBytes` (a larger single record stays alone). */

@@ -68,7 +68,6 @@ export class PartitionProcessor {
   private lastSnapshotLsn = -1;
   private logOutageSince: number | undefined;
   private logOutageRetries = 0;
-  private readonly hashCache = new Map<string, string>();
   private readonly results: CheckpointResult[] = [];
   readonly dir: string;
 
@@ -207,9 +206,6 @@ export class PartitionProcessor {
     await this.state?.close();
     this.state = undefined;
     this.opened = undefined;
-    // Once closed the folder may be replaced (a bootstrap on reopen, a restore): the
-    // name:size sha256 cache is only valid while we hold this database open.
-    this.hashCache.clear();
   }
 
   private async applyBatch(records: LogRecord[]): Promise<{ applied: number; skipped: number }> {
@@ -270,7 +266,7 @@ export class PartitionProcessor {
     this.sinceSnapshot = 0;
     metrics?.syncPause.observe({ partition }, capture.syncPauseMs / 1000);
     const result = repository
-      .checkpoint(capture, { partition, node, source: log.source(partition), hashCache: this.hashCache, logger })
+      .checkpoint(capture, { partition, node, source: log.source(partition), logger })
       .finally(() => capture.release().catch(() => undefined));
     const settled = result.then(
       (r) => {
@@ -308,9 +304,6 @@ export class PartitionProcessor {
     }
     await this.state?.close();
     this.state = undefined;
-    // The folder is about to hold another lineage's files, numbered from its snapshot: a
-    // table name no longer identifies its bytes, so the name:size sha256 cache starts over.
-    this.hashCache.clear();
     const restore = await bootstrapFromSnapshot(this.context(), needed, info.start);
     this.state = await PartitionState.open(this.dir, { create: false, partition: this.options.partition });
     this.lastSnapshotLsn = restore.metadata.lsn;

@@ -22,7 +22,7 @@ export interface CheckpointOptions {
   retain: number;
   concurrency: number;
   storageClass?: string;
-  /** sha256 by `${name}:${size}`: LevelDB never reuses a table number, so this is stable per state folder. */
+  /** sha256 by `${name}:${size}`; default: the capture's own (valid for its open database). */
   hashCache?: Map<string, string>;
   onProgress?: (done: number, total: number) => void;
   logger?: Logger;
@@ -75,7 +75,7 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
   let metadataWritten = false;
 
   const transfer = async (file: CapturedFile): Promise<SnapshotFile> => {
-    const sha256 = await hashOf(file, options.hashCache);
+    const sha256 = await hashOf(file, options.hashCache ?? capture.tableHashes);
     const key = layout.file(path, file.name);
     const prior = previous.get(file.name);
     if (isTableFile(file.name) && prior && prior.size === file.size && prior.sha256 === sha256) {

@@ -46,6 +46,8 @@ export interface CaptureOptions {
   linked: LinkedTables;
   /** The database's MANIFEST as parsed by earlier captures. */
   manifest: ManifestFollower;
+  /** The database's table sha256 cache, handed to the checkpoint through the capture. */
+  tableHashes: Map<string, string>;
   attempts?: number;
 }
 
@@ -122,6 +124,7 @@ export async function captureLevelDb(db: ClassicLevel<string, Buffer>, dir: stri
         lsn,
         files,
         syncPauseMs,
+        tableHashes: options.tableHashes,
         release: async () => {
           await rm(staging, { recursive: true, force: true });
           await releaseTables();

@@ -37,6 +37,7 @@ export class LinkedTables {
   /** Unlinks in flight, so a capture never links a name that is still being removed. */
   private readonly unlinking = new Map<string, Promise<void>>();
   private outstanding = 0;
+  private created: Promise<unknown> | undefined;
 
   constructor(readonly dir: string) {}
 
@@ -44,6 +45,7 @@ export class LinkedTables {
   async reset(): Promise<void> {
     this.tables.clear();
     this.newest.clear();
+    this.created = undefined;
     await rm(this.dir, { recursive: true, force: true });
   }
 
@@ -114,7 +116,8 @@ export class LinkedTables {
 
   /** false when the source does not exist; replaces a stale link an interrupted call left. */
   private async linkFresh(from: string, to: string): Promise<boolean> {
-    await mkdir(this.dir, { recursive: true });
+    this.created ??= mkdir(this.dir, { recursive: true });
+    await this.created;
     for (let attempt = 0; ; attempt++) {
       try {
         await link(from, to);

@@ -109,6 +109,7 @@ export class PartitionState {
   private closed = false;
   private readonly linked: LinkedTables;
   private readonly manifest = new ManifestFollower();
+  private readonly tableHashes = new Map<string, string>();
 
   private constructor(
     readonly dir: string,
@@ -231,6 +232,7 @@ export class PartitionState {
         lsnKey: META_LSN,
         linked: this.linked,
         manifest: this.manifest,
+        tableHashes: this.tableHashes,
       });
     } finally {
       this.capturing = false;

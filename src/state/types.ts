@@ -24,6 +24,11 @@ export interface Capture {
   files: CapturedFile[];
   /** How long the synchronous phase took, in milliseconds. */
   syncPauseMs: number;
+  /**
+   * sha256 of tables by `name:size`, shared by every capture of one open database (LevelDB
+   * never reuses a table number while it is open); a new open starts an empty one.
+   */
+  tableHashes: Map<string, string>;
   /** Deletes the staging folder. */
   release(): Promise<void>;
 }

@@ -73,7 +73,7 @@ async function checkpoints(store: ObjectStore, job: Extract<ChildJob, { kind: 'c
   const repo = new SnapshotRepository(store, { retain: job.retain, concurrency: 4 });
   const results = [];
   for (const c of job.captures) {
-    const capture: Capture = { dir: c.dir, lsn: c.lsn, files: c.files, syncPauseMs: 0, release: async () => undefined };
+    const capture: Capture = { dir: c.dir, lsn: c.lsn, files: c.files, syncPauseMs: 0, tableHashes: new Map(), release: async () => undefined };
     const r = await repo.checkpoint(capture, { partition: job.partition, node: job.node, source: `embedded:${job.partition}` });
     results.push({ lsn: c.lsn, status: r.status, snapshotId: r.metadata.snapshotId, ...(r.status === 'superseded' ? { currentLsn: r.currentLsn } : {}) });
   }

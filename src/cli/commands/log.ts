@@ -22,7 +22,10 @@ export function parseJsonl(text: string, source: string): AppendRecord[] {
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw badInput(`${source}:${i + 1}: expected an object {"key": string, "value": any}`);
     if (typeof r.key !== 'string' || r.key.length === 0) throw badInput(`${source}:${i + 1}: "key" must be a non-empty string`);
     if (r.value === undefined) throw badInput(`${source}:${i + 1}: "value" is missing`);
-    if (r.timestamp !== undefined && (typeof r.timestamp !== 'number' || !Number.isFinite(r.timestamp))) throw badInput(`${source}:${i + 1}: "timestamp" must be a number`);
+    // The rule every log applies (src/log/records.ts), checked here to name the line.
+    if (r.timestamp !== undefined && (typeof r.timestamp !== 'number' || !Number.isSafeInteger(r.timestamp) || r.timestamp < 0)) {
+      throw badInput(`${source}:${i + 1}: "timestamp" must be a non-negative integer (milliseconds since the epoch)`);
+    }
     records.push({ key: r.key, value: r.value, ...(typeof r.timestamp === 'number' ? { timestamp: r.timestamp } : {}) });
   }
   return records;
