@@ -30,6 +30,10 @@ export interface TrimInput {
   /** Reports older than this (ms) are not a live replica's. */
   replicaTtlMs: number;
   now: number;
+  /** When the snapshot that sets the archived LSN was created (ms since the epoch). */
+  archivedAt?: number;
+  /** Trim only behind a snapshot at least this old (ms): lagging replicas get time to catch up. */
+  delayMs?: number;
 }
 
 export interface TrimDecision {
@@ -46,6 +50,10 @@ export function decideTrim(input: TrimInput): TrimDecision {
   const reasons: string[] = [];
   if (archivedLsn === undefined) {
     return { trimBefore: log.start, moves: false, reasons: ['no verified snapshot: nothing is archived, so nothing may be trimmed'] };
+  }
+  if (input.delayMs && input.archivedAt !== undefined && input.now - input.archivedAt < input.delayMs) {
+    const age = Math.max(0, input.now - input.archivedAt);
+    return { trimBefore: log.start, moves: false, reasons: [`archived LSN ${archivedLsn} comes from a snapshot ${age} ms old; the trim delay is ${input.delayMs} ms`] };
   }
   let bound = archivedLsn + 1;
   reasons.push(`archived LSN ${archivedLsn} (oldest retained snapshot): records up to it may go, so at most ${bound}`);
@@ -77,18 +85,32 @@ export function decideTrim(input: TrimInput): TrimDecision {
  * snapshots a bootstrap could really use; undefined when there are none.
  */
 export async function readArchivedLsn(repository: SnapshotRepository, partition: string): Promise<number | undefined> {
+  return (await readArchived(repository, partition)).archived?.lsn;
+}
+
+export interface ArchivedSnapshot {
+  snapshotId: string;
+  lsn: number;
+  /** ms since the epoch, from its metadata.json. */
+  createdAt: number;
+}
+
+/** The snapshot that sets the archived LSN, and the newest retained one (both verified). */
+export async function readArchived(repository: SnapshotRepository, partition: string): Promise<{ archived?: ArchivedSnapshot; newest?: ArchivedSnapshot }> {
   const latest = await repository.latest(partition);
-  if (!latest) return undefined;
-  let archived: number | undefined;
+  if (!latest) return {};
+  const verified: ArchivedSnapshot[] = [];
   for (const entry of latest.pointer.retained) {
     try {
       const meta = await repository.metadata(partition, entry.snapshotId);
       if (meta.lsn !== entry.lsn) continue;
+      verified.push({ snapshotId: meta.snapshotId, lsn: meta.lsn, createdAt: Date.parse(meta.createdAt) });
     } catch (err) {
       if (isCairnError(err, 'NOT_FOUND') || isCairnError(err, 'CORRUPT')) continue;
       throw err;
     }
-    archived = archived === undefined ? entry.lsn : Math.min(archived, entry.lsn);
   }
-  return archived;
+  if (verified.length === 0) return {};
+  const byLsn = verified.sort((a, b) => a.lsn - b.lsn);
+  return { archived: byLsn[0]!, newest: byLsn[byLsn.length - 1]! };
 }

@@ -54,7 +54,18 @@ export const configSchema = z
       })
       .strict()
       .default({ batchSize: 1000, onBadRecord: 'stop' }),
-    coordinator: z.object({ url: z.string().url() }).strict().optional(),
+    coordinator: z
+      .object({
+        /** Where processors report; also what `cairn coordinator` listens on unless flags say otherwise. */
+        url: z.string().url().regex(/^https?:\/\//, 'expected an http:// or https:// URL'),
+        reportIntervalMs: z.number().int().min(100).max(3_600_000).default(5_000),
+        policy: z.enum(['snapshot', 'replicas']).default('snapshot'),
+        trimIntervalMs: z.number().int().min(0).max(86_400_000).default(60_000),
+        trimDelayMs: z.number().int().min(0).max(30 * 86_400_000).default(0),
+        replicaTtlMs: z.number().int().min(1_000).max(86_400_000).default(60_000),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -89,7 +100,23 @@ export interface CairnConfig {
   node: string;
   snapshots: { everyRecords: number; retain: number; concurrency: number };
   runtime: { batchSize: number; onBadRecord: 'stop' | 'skip' };
-  coordinator?: { url: string };
+  coordinator?: CoordinatorConfig;
+}
+
+export interface CoordinatorConfig {
+  url: string;
+  /** How often each processor reports (ms). */
+  reportIntervalMs: number;
+  /** `snapshot`: trim behind the archived LSN; `replicas`: also behind every live replica. */
+  policy: 'snapshot' | 'replicas';
+  /** How often the coordinator trims by itself (ms); 0 = only on request. */
+  trimIntervalMs: number;
+  /** A snapshot must be this old (ms) before the automatic loop trims behind it. */
+  trimDelayMs: number;
+  /** A replica whose last report is older than this (ms) is not live. */
+  replicaTtlMs: number;
+  /** From $CAIRN_COORDINATOR_TOKEN, never from the file: secrets stay out of configs. */
+  token?: string;
 }
 
 function fieldPath(path: ReadonlyArray<PropertyKey>): string {
@@ -161,7 +188,7 @@ export function loadConfig(options: { file?: string; cwd?: string; env?: NodeJS.
   const env = options.env ?? process.env;
   const explicit = options.file ?? env.CAIRN_CONFIG;
   const candidate = explicit ? resolve(cwd, explicit) : resolve(cwd, 'cairn.config.json');
-  if (!explicit && !existsSync(candidate)) return normaliseConfig({}, cwd, 'default');
+  if (!explicit && !existsSync(candidate)) return withToken(normaliseConfig({}, cwd, 'default'), env);
   let text: string;
   try {
     text = readFileSync(candidate, 'utf8');
@@ -174,5 +201,11 @@ export function loadConfig(options: { file?: string; cwd?: string; env?: NodeJS.
   } catch (err) {
     throw new CairnError('INVALID_CONFIG', `${candidate}: not valid JSON: ${(err as Error).message}`, { cause: err });
   }
-  return normaliseConfig(raw, dirname(candidate), candidate);
+  return withToken(normaliseConfig(raw, dirname(candidate), candidate), env);
+}
+
+function withToken(config: CairnConfig, env: NodeJS.ProcessEnv): CairnConfig {
+  const token = env.CAIRN_COORDINATOR_TOKEN;
+  if (config.coordinator && token) config.coordinator.token = token;
+  return config;
 }

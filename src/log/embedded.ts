@@ -1,7 +1,8 @@
+import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { CairnError, badInput } from '../core/errors.js';
-import { parseLsn, validatePartition } from '../core/names.js';
+import { PARTITION_NAME, parseLsn, validatePartition } from '../core/names.js';
 import { checkAppendRecord } from './records.js';
 import { Wakeup } from './wakeup.js';
 import type { AppendRecord, Log, LogCapabilities, LogInfo, LogRecord, ReadOptions } from './types.js';
@@ -76,7 +77,7 @@ export class EmbeddedLog implements Log {
   readonly capabilities: LogCapabilities = { name: 'embedded', multiProcess: false };
   private readonly dir: string;
   private readonly sync: boolean;
-  private readonly partitions = new Map<string, Promise<PartitionLog>>();
+  private readonly openPartitions = new Map<string, Promise<PartitionLog>>();
   private closed = false;
 
   constructor(options: EmbeddedLogOptions) {
@@ -86,6 +87,14 @@ export class EmbeddedLog implements Log {
 
   source(partition: string): string {
     return `embedded:${validatePartition(partition)}`;
+  }
+
+  async partitions(): Promise<string[]> {
+    const entries = await readdir(this.dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [];
+      throw new CairnError('LOG_UNAVAILABLE', `cannot list embedded log ${this.dir}: ${err.message}`, { cause: err, retryable: false });
+    });
+    return entries.filter((e) => e.isDirectory() && PARTITION_NAME.test(e.name)).map((e) => e.name).sort();
   }
 
   async append(partition: string, records: AppendRecord[]): Promise<{ first: number; last: number }> {
@@ -166,8 +175,8 @@ export class EmbeddedLog implements Log {
 
   async close(): Promise<void> {
     this.closed = true;
-    const opened = [...this.partitions.values()];
-    this.partitions.clear();
+    const opened = [...this.openPartitions.values()];
+    this.openPartitions.clear();
     await Promise.all(
       opened.map(async (pending) => {
         const p = await pending.catch(() => undefined);
@@ -181,12 +190,12 @@ export class EmbeddedLog implements Log {
   private partition(name: string): Promise<PartitionLog> {
     validatePartition(name);
     if (this.closed) return Promise.reject(new CairnError('ABORTED', 'the embedded log is closed'));
-    let pending = this.partitions.get(name);
+    let pending = this.openPartitions.get(name);
     if (!pending) {
       pending = this.openPartition(name);
-      this.partitions.set(name, pending);
+      this.openPartitions.set(name, pending);
       // A failed open (e.g. LOG_BUSY) is not cached: the next call tries again.
-      pending.catch(() => this.partitions.get(name) === pending && this.partitions.delete(name));
+      pending.catch(() => this.openPartitions.get(name) === pending && this.openPartitions.delete(name));
     }
     return pending;
   }

@@ -133,21 +133,27 @@ export function singlePartitionAssigner(topic: string, partition: number): Parti
  */
 export class KafkaAdmin {
   private admin: Promise<Admin> | undefined;
-  private partitionCount: number | undefined;
+  private knownCount: number | undefined;
 
   constructor(
     private readonly kafka: Kafka,
     private readonly topic: string,
   ) {}
 
+  /** The topic's partition count, read afresh (partitions can be added). */
+  async partitionCount(): Promise<number> {
+    const metadata = await this.call(`cannot read metadata of topic ${this.topic}`, (a) => a.fetchTopicMetadata({ topics: [this.topic] }));
+    this.knownCount = metadata.topics.find((t) => t.name === this.topic)?.partitions.length ?? 0;
+    return this.knownCount;
+  }
+
   /** Throws NOT_FOUND unless the topic has partition `n` (metadata is re-read on a miss). */
   async checkPartition(n: number): Promise<void> {
-    if (this.partitionCount !== undefined && n < this.partitionCount) return;
-    const metadata = await this.call(`cannot read metadata of topic ${this.topic}`, (a) => a.fetchTopicMetadata({ topics: [this.topic] }));
-    this.partitionCount = metadata.topics.find((t) => t.name === this.topic)?.partitions.length ?? 0;
-    if (n >= this.partitionCount) {
-      throw new CairnError('NOT_FOUND', `topic ${this.topic} has no partition ${n} (it has ${this.partitionCount})`, {
-        details: { topic: this.topic, partition: n, partitions: this.partitionCount },
+    if (this.knownCount !== undefined && n < this.knownCount) return;
+    const count = await this.partitionCount();
+    if (n >= count) {
+      throw new CairnError('NOT_FOUND', `topic ${this.topic} has no partition ${n} (it has ${count})`, {
+        details: { topic: this.topic, partition: n, partitions: count },
       });
     }
   }

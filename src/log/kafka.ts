@@ -78,6 +78,13 @@ export class KafkaLog implements Log {
     return `kafka:${this.o.topic}/${this.partitionOf(partition)}`;
   }
 
+  async partitions(): Promise<string[]> {
+    if (this.closed) throw new CairnError('ABORTED', 'the kafka log is closed');
+    const count = await this.admin().partitionCount();
+    const named = new Map(Object.entries(this.o.partitions).map(([name, n]) => [n, name] as const));
+    return Array.from({ length: count }, (_, n) => named.get(n) ?? `p${n}`).sort();
+  }
+
   async append(partition: string, records: AppendRecord[]): Promise<{ first: number; last: number }> {
     const n = this.topicPartition(partition);
     const encoded = encodeRecords(records);

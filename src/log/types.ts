@@ -58,6 +58,11 @@ export interface Log {
   info(partition: string): Promise<LogInfo>;
   /** Deletes records with lsn < beforeLsn; never moves the start backwards; clamps to end. */
   trim(partition: string, beforeLsn: number): Promise<LogInfo>;
+  /**
+   * The partitions this log holds, by Cairn name, sorted: what a coordinator watches. The
+   * embedded log lists the partitions appended to; Kafka every partition of the topic.
+   */
+  partitions(): Promise<string[]>;
   /** A stable description of where a partition's records come from, e.g. `embedded:p0`. */
   source(partition: string): string;
   close(): Promise<void>;

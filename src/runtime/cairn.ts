@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { CairnConfig } from '../core/config.js';
+import type { CairnConfig, CoordinatorConfig } from '../core/config.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { validatePartition } from '../core/names.js';
 import { createLog } from '../log/index.js';
@@ -8,6 +8,7 @@ import { SnapshotRepository, type CheckpointResult } from '../snapshots/reposito
 import { PartitionState } from '../state/partition-state.js';
 import { createStore } from '../store/index.js';
 import type { ObjectStore } from '../store/types.js';
+import type { CoordinatorLink } from './coordinator-reporter.js';
 import { createRuntimeMetrics, type RuntimeMetrics } from './metrics.js';
 import { PartitionProcessor, type PartitionProcessorOptions } from './partition-processor.js';
 import type { Processor } from './processor-module.js';
@@ -21,7 +22,11 @@ export interface CairnOptions {
   log?: Log;
 }
 
-export type ProcessorOverrides = Partial<Pick<PartitionProcessorOptions, 'stateDir' | 'everyRecords' | 'batchSize' | 'onBadRecord' | 'node' | 'onBootstrapProgress'>>;
+export type ProcessorOverrides = Partial<Pick<PartitionProcessorOptions, 'stateDir' | 'everyRecords' | 'batchSize' | 'onBadRecord' | 'node' | 'onBootstrapProgress' | 'coordinator'>>;
+
+function coordinatorLink(c: CoordinatorConfig): CoordinatorLink {
+  return { url: c.url, intervalMs: c.reportIntervalMs, ...(c.token ? { token: c.token } : {}) };
+}
 
 /**
  * The library entry point: a validated configuration plus the store, log and snapshot
@@ -81,6 +86,7 @@ export class Cairn {
       onBadRecord: this.config.runtime.onBadRecord,
       logger: this.logger,
       metrics: this.metrics,
+      ...(this.config.coordinator ? { coordinator: coordinatorLink(this.config.coordinator) } : {}),
       ...overrides,
     });
   }

@@ -12,6 +12,7 @@ import { BatchWrites } from './batch.js';
 import { bootstrapFromSnapshot, openOrBootstrap, trimGapError, type OpenedState } from './bootstrap.js';
 import type { Processor } from './processor-module.js';
 import type { RuntimeMetrics } from './metrics.js';
+import { CoordinatorReporter, type CoordinatorLink } from './coordinator-reporter.js';
 
 export interface PartitionProcessorOptions {
   partition: string;
@@ -27,11 +28,15 @@ export interface PartitionProcessorOptions {
   onBadRecord: 'stop' | 'skip';
   logger: Logger;
   metrics?: RuntimeMetrics;
+  /** Report progress to this coordinator while running, and follow its commands. */
+  coordinator?: CoordinatorLink;
   onBootstrapProgress?: (done: number, total: number) => void;
 }
 
 /** How long a --stop-at-end run waits for records before deciding offsets below the end hold none. */
 const END_CONFIRM_WAIT_MS = 2000;
+/** Opens retried while a single-process log is briefly held elsewhere (about 5 s). */
+const LOG_BUSY_RETRIES = 20;
 
 export interface RunOptions {
   /** Stop once this LSN is applied. */
@@ -41,6 +46,13 @@ export interface RunOptions {
   /** Take a final snapshot before returning (if anything was applied since the last). */
   checkpointOnExit?: boolean;
   signal?: AbortSignal;
+}
+
+export interface SnapshotRequestOutcome {
+  status: 'done' | 'declined' | 'failed';
+  reason?: string;
+  /** The LSN of the snapshot that satisfies the request. */
+  lsn?: number;
 }
 
 export interface RunSummary {
@@ -69,6 +81,7 @@ export class PartitionProcessor {
   private logOutageSince: number | undefined;
   private logOutageRetries = 0;
   private readonly results: CheckpointResult[] = [];
+  private requested: { minLsn: number; settle: (o: SnapshotRequestOutcome) => void } | undefined;
   readonly dir: string;
 
   constructor(private readonly options: PartitionProcessorOptions) {
@@ -84,6 +97,30 @@ export class PartitionProcessor {
     return this.state?.appliedLsn ?? -1;
   }
 
+  /** LSN of the last snapshot this processor published or restored from; -1 when none. */
+  get snapshotLsn(): number {
+    return this.lastSnapshotLsn;
+  }
+
+  /**
+   * A snapshot asked for from outside (the coordinator), at or after `minLsn`. A processor
+   * behind `minLsn` declines at once (another replica, or this one later, must take it);
+   * one whose last snapshot already covers it answers with that snapshot. Otherwise the
+   * apply loop takes one at its next turn, never while another is uploading.
+   */
+  requestSnapshot(minLsn: number): Promise<SnapshotRequestOutcome> {
+    if (this.lastSnapshotLsn >= minLsn) return Promise.resolve({ status: 'done', lsn: this.lastSnapshotLsn, reason: `snapshot at LSN ${this.lastSnapshotLsn} already covers it` });
+    if (this.appliedLsn < minLsn) {
+      const reason = `applied LSN ${this.appliedLsn} is behind minLsn ${minLsn}`;
+      this.options.logger.warn({ partition: this.options.partition, minLsn, appliedLsn: this.appliedLsn }, 'snapshot request declined: behind its minimum LSN');
+      return Promise.resolve({ status: 'declined', reason });
+    }
+    this.requested?.settle({ status: 'failed', reason: 'superseded by a newer request' });
+    return new Promise((settle) => {
+      this.requested = { minLsn, settle };
+    });
+  }
+
   /** Opens local state, or bootstraps it from the latest snapshot. */
   async open(): Promise<OpenedState> {
     if (this.opened) return this.opened;
@@ -97,6 +134,31 @@ export class PartitionProcessor {
 
   async run(options: RunOptions = {}): Promise<RunSummary> {
     const opened = await this.openWaitingForLog(options.signal);
+    const reporting = this.startReporting(options.signal);
+    try {
+      return await this.loop(opened, options);
+    } finally {
+      await reporting?.();
+    }
+  }
+
+  /** Reports to the coordinator while running; returns how to stop it. */
+  private startReporting(signal: AbortSignal | undefined): (() => Promise<void>) | undefined {
+    const { coordinator, node, log, logger, metrics, partition } = this.options;
+    if (!coordinator) return undefined;
+    const reporter = new CoordinatorReporter({ ...coordinator, node, log, logger, processor: this, onReport: (outcome) => metrics?.coordinatorReports.inc({ partition, outcome }) });
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    reporter.start(stop.signal);
+    return async () => {
+      signal?.removeEventListener('abort', onAbort);
+      stop.abort();
+      await reporter.stopped();
+    };
+  }
+
+  private async loop(opened: OpenedState, options: RunOptions): Promise<RunSummary> {
     const startLsn = this.appliedLsn;
     const { partition, batchSize, log } = this.options;
     let applied = 0;
@@ -105,6 +167,7 @@ export class PartitionProcessor {
     let confirmingEnd = 0;
     let endSeen = -1;
     while (!options.signal?.aborted) {
+      if (this.requested && !this.inFlight) await this.serveSnapshotRequest();
       if (options.untilLsn !== undefined && this.appliedLsn >= options.untilLsn) {
         stoppedBy = 'until-lsn';
         break;
@@ -154,6 +217,8 @@ export class PartitionProcessor {
     }
     await this.drainSnapshot();
     if (options.checkpointOnExit && this.appliedLsn > this.lastSnapshotLsn) await this.checkpoint();
+    this.requested?.settle({ status: 'failed', reason: `processor stopped (${stoppedBy})` });
+    this.requested = undefined;
     return {
       partition,
       start: { source: opened.source, lsn: startLsn, ...(opened.reason ? { reason: opened.reason } : {}) },
@@ -167,10 +232,16 @@ export class PartitionProcessor {
 
   /** open(), waiting while the log is unreachable (a worker started before its broker). */
   private async openWaitingForLog(signal: AbortSignal | undefined): Promise<OpenedState> {
-    for (;;) {
+    for (let busy = 0; ; ) {
       try {
         return await this.open();
       } catch (err) {
+        // A coordinator opens a single-process log for a moment to read or trim it; a few
+        // seconds of LOG_BUSY is that, longer is another worker and a real error.
+        if (isCairnError(err, 'LOG_BUSY') && busy++ < LOG_BUSY_RETRIES && !signal?.aborted) {
+          await sleep(250, undefined, signal ? { signal } : {}).catch(() => undefined);
+          continue;
+        }
         if (await this.waitOutLogOutage(err, signal)) continue;
         if (signal?.aborted) throw new CairnError('ABORTED', `${this.options.partition}: stopped while waiting for the log`, { cause: err });
         throw err;
@@ -287,6 +358,19 @@ export class PartitionProcessor {
       this.inFlight = undefined;
     });
     return { result };
+  }
+
+  /** Only the capture pauses the loop; the request settles when the upload does. */
+  private async serveSnapshotRequest(): Promise<void> {
+    const request = this.requested!;
+    this.requested = undefined;
+    const failed = (err: unknown) => request.settle({ status: 'failed', reason: toCairnError(err).message });
+    try {
+      const { result } = await this.startSnapshot();
+      result.then((r) => request.settle({ status: 'done', lsn: r.metadata.lsn, ...(r.status === 'published' ? {} : { reason: `snapshot ${r.status}` }) }), failed);
+    } catch (err) {
+      failed(err);
+    }
   }
 
   private async drainSnapshot(): Promise<void> {

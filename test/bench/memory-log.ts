@@ -26,6 +26,10 @@ export class MemoryLog implements Log {
     return this.info();
   }
 
+  async partitions(): Promise<string[]> {
+    return [];
+  }
+
   source(partition: string): string {
     return `memory:${partition}`;
   }

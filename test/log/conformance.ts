@@ -189,6 +189,18 @@ export function runLogConformance(name: string, makeLog: () => Promise<LogFixtur
       });
     });
 
+    it('lists the partitions it holds, sorted, including those appended to', async () => {
+      await withLog(makeLog, async (log, p, other) => {
+        await log.append(p, [rec(0)]);
+        if (other !== undefined) await log.append(other, [rec(1)]);
+        const listed = await log.partitions();
+        expect(listed).toContain(p);
+        if (other !== undefined) expect(listed).toContain(other);
+        expect([...listed].sort()).toEqual(listed);
+        for (const name of listed) expect(name).toMatch(/^[a-z0-9][a-z0-9._-]{0,62}$/);
+      });
+    });
+
     it('rejects invalid partition names with BAD_INPUT', async () => {
       await withLog(makeLog, async (log) => {
         await expectCode(log.append('../etc', [rec(0)]), 'BAD_INPUT');

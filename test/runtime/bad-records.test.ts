@@ -50,6 +50,10 @@ class TroubledLog implements Log {
     return this.inner.trim(partition, beforeLsn);
   }
 
+  partitions() {
+    return this.inner.partitions();
+  }
+
   source(partition: string) {
     return this.inner.source(partition);
   }

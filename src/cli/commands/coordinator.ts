@@ -1,0 +1,94 @@
+import type { Command } from 'commander';
+import { createLog } from '../../log/index.js';
+import { CairnError } from '../../core/errors.js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { createCoordinatorMetrics } from '../../coordinator/metrics.js';
+import { buildCoordinatorServer, isLoopback } from '../../coordinator/server.js';
+import { action } from '../context.js';
+
+interface CoordinatorFlags {
+  host: string;
+  port?: string;
+  policy?: string;
+  trimInterval?: string;
+  trimDelay?: string;
+  replicaTtl?: string;
+}
+
+/** `250`, `250ms`, `30s`, `5m`, `2h` as milliseconds. */
+export function parseDuration(text: string, flag: string): number {
+  const m = /^(0|[1-9][0-9]{0,9})(ms|s|m|h)?$/.exec(text);
+  if (!m) throw new CairnError('BAD_INPUT', `invalid ${flag} ${JSON.stringify(text)}: expected a duration such as 500ms, 30s, 5m or 1h`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h'];
+  return Number(m[1]) * unit;
+}
+
+function parsePort(text: string): number {
+  if (!/^(0|[1-9][0-9]{0,4})$/.test(text) || Number(text) > 65535) throw new CairnError('BAD_INPUT', `invalid --port ${JSON.stringify(text)}: expected 0-65535`);
+  return Number(text);
+}
+
+export function registerCoordinator(program: Command): void {
+  program
+    .command('coordinator')
+    .description('the log-trim coordinator endpoint: reports, snapshot requests, safe trims, status page and metrics')
+    .option('--host <host>', 'address to listen on (non-loopback needs $CAIRN_COORDINATOR_TOKEN)', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (default: the port of coordinator.url, else 7070; 0 = any free port)')
+    .option('--policy <policy>', 'trim policy: snapshot (trim behind the archived LSN) or replicas (also behind every live replica)')
+    .option('--trim-interval <duration>', 'automatic trim every this long, e.g. 30s; 0 = only on request (default 60s or coordinator.trimIntervalMs)')
+    .option('--trim-delay <duration>', 'trim only behind snapshots at least this old (default 0 or coordinator.trimDelayMs)')
+    .option('--replica-ttl <duration>', 'a replica silent this long no longer holds back the replicas policy (default 60s)')
+    .action(
+      action(async (ctx, flags: CoordinatorFlags) => {
+        const c = ctx.config.coordinator;
+        const policy = flags.policy ?? c?.policy ?? 'snapshot';
+        if (policy !== 'snapshot' && policy !== 'replicas') throw new CairnError('BAD_INPUT', `invalid --policy ${JSON.stringify(policy)}: expected snapshot or replicas`);
+        const trimIntervalMs = flags.trimInterval !== undefined ? parseDuration(flags.trimInterval, '--trim-interval') : (c?.trimIntervalMs ?? 60_000);
+        const trimDelayMs = flags.trimDelay !== undefined ? parseDuration(flags.trimDelay, '--trim-delay') : (c?.trimDelayMs ?? 0);
+        const replicaTtlMs = flags.replicaTtl !== undefined ? parseDuration(flags.replicaTtl, '--replica-ttl') : (c?.replicaTtlMs ?? 60_000);
+        const port = flags.port !== undefined ? parsePort(flags.port) : c ? Number(new URL(c.url).port || 80) : 7070;
+        const token = process.env.CAIRN_COORDINATOR_TOKEN || undefined;
+        if (!token && !isLoopback(flags.host)) {
+          throw new CairnError('BAD_INPUT', `refusing to listen on ${flags.host} without CAIRN_COORDINATOR_TOKEN: set a token, or listen on loopback`);
+        }
+        if (!process.env.CAIRN_LOG_LEVEL && !ctx.globals.quiet) ctx.logger.level = 'info';
+        if (!token) ctx.logger.warn({ host: flags.host }, 'CAIRN_COORDINATOR_TOKEN is not set: POST endpoints are unauthenticated, listening on loopback only');
+
+        const metrics = createCoordinatorMetrics();
+        const coordinator = new Coordinator({
+          createLog: () => createLog(ctx.config.log, { logger: ctx.logger }),
+          repository: ctx.cairn.snapshots,
+          policy,
+          trimIntervalMs,
+          trimDelayMs,
+          replicaTtlMs,
+          logger: ctx.logger,
+          metrics,
+        });
+        const app = await buildCoordinatorServer({ coordinator, metrics, logger: ctx.logger, ...(token ? { token } : {}) });
+        let address: string;
+        try {
+          address = await app.listen({ host: flags.host, port });
+        } catch (err) {
+          await coordinator.close();
+          throw new CairnError('BAD_INPUT', `cannot listen on ${flags.host}:${port}: ${(err as Error).message}`, { cause: err });
+        }
+        coordinator.start();
+        const info = { url: address, policy, trimIntervalMs, trimDelayMs, replicaTtlMs, auth: token ? 'bearer' : 'none' };
+        ctx.logger.info(info, 'coordinator listening');
+        ctx.output(info, () => `cairn coordinator listening on ${address} (policy ${policy}, trim every ${trimIntervalMs} ms)`);
+        await new Promise<void>((resolve) => {
+          const stop = (signal: NodeJS.Signals) => {
+            ctx.logger.info({ signal }, 'coordinator stopping');
+            process.off('SIGINT', stop);
+            process.off('SIGTERM', stop);
+            resolve();
+          };
+          process.on('SIGINT', stop);
+          process.on('SIGTERM', stop);
+        });
+        await app.close();
+        await coordinator.close();
+      }),
+    );
+}
