@@ -77,7 +77,7 @@ describe('bad input exits 2 with one line and writes nothing', () => {
 });
 
 describe('--help', () => {
-  it.each([[[]], [['log']], [['log', 'append']], [['run']], [['checkpoint']], [['snapshots', 'list']], [['restore']], [['verify']], [['state', 'dump']], [['demo']]])(
+  it.each([[[]], [['log']], [['log', 'append']], [['run']], [['checkpoint']], [['snapshots', 'list']], [['restore']], [['verify']], [['state', 'dump']], [['demo']], [['coordinator']]])(
     'cairn %j --help exits 0 with usage',
     async (args) => {
       const cwd = tempDir();

@@ -37,6 +37,13 @@ async function send(method: string, path: string, init: { body?: string; type?: 
   return res.status;
 }
 
+interface BadRequest {
+  method: string;
+  path: string;
+  body?: string;
+  type?: string;
+}
+
 function rssBytes(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!;
   return Number(/(\d+)/.exec(line)![1]) * 1024;
@@ -90,7 +97,7 @@ describe('coordinator API', () => {
       fc.integer({ min: 64, max: 400 }).map((n) => 'p'.repeat(n)),
       fc.stringMatching(/^[A-Z_~!$&'()*+,;=:@]{1,20}$/).map(encodeURIComponent),
     );
-    const request = fc.oneof(
+    const request: fc.Arbitrary<BadRequest> = fc.oneof<fc.Arbitrary<BadRequest>[]>(
       // malformed JSON
       fc.tuple(fc.constantFrom('reports', 'trim', 'snapshot-requests'), fc.string({ minLength: 1 }).filter((s) => { try { JSON.parse(s); return false; } catch { return true; } })).map(([route, body]) => ({ method: 'POST', path: `/v1/partitions/p0/${route}`, body, type: 'application/json' })),
       // oversized

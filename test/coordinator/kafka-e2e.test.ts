@@ -7,7 +7,7 @@ import type { AppendRecord } from '../../src/log/types.js';
 import { s3Env } from '../helpers/backends.js';
 import { bankModel, parseDump, toJsonl } from '../helpers/bank-model.js';
 import { REPO_ROOT, runCli, spawnCli, tempDir } from '../helpers/cli.js';
-import { startCoordinator, type CoordinatorProcess } from '../helpers/coordinator.js';
+import { startCoordinator, until, type CoordinatorProcess } from '../helpers/coordinator.js';
 import { createTestTopic, kafkaBrokers, type TestTopic } from '../helpers/kafka.js';
 import { sleep, watch, writeConfig, type Watched } from '../helpers/runtime-harness.js';
 
@@ -30,15 +30,6 @@ interface Status {
   lastTrim: { mode: string; before: number; delegated: boolean } | null;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(250);
-  }
-}
 
 describe('coordinator on Kafka + MinIO', () => {
   it('trims behind the snapshots of two workers by itself; a third, fresh worker bootstraps after the trim', async () => {

@@ -154,6 +154,14 @@ describe('decideTrim: randomized simulation', () => {
     expect(d.reasons.join('\n')).toMatch(/archived LSN 300[\s\S]*replica slow has applied up to 120[\s\S]*1 replica\(s\) not seen/);
     expect(decideTrim({ policy: 'snapshot', log: { start: 0, end: 50 }, archivedLsn: undefined, replicas: [], replicaTtlMs: 1, now: 0 })).toMatchObject({ trimBefore: 0, moves: false });
   });
+
+  it('waits out the trim delay: a snapshot younger than the delay holds the log start', () => {
+    const input = { policy: 'snapshot' as const, log: { start: 10, end: 500 }, archivedLsn: 300, replicas: [], replicaTtlMs: 1000, archivedAt: 10_000, delayMs: 5_000 };
+    const young = decideTrim({ ...input, now: 14_999 });
+    expect(young).toMatchObject({ trimBefore: 10, moves: false });
+    expect(young.reasons.join(' ')).toMatch(/4999 ms old; the trim delay is 5000 ms/);
+    expect(decideTrim({ ...input, now: 15_000 })).toMatchObject({ trimBefore: 301, moves: true });
+  });
 });
 
 describe('readArchivedLsn', () => {
@@ -170,8 +178,9 @@ describe('readArchivedLsn', () => {
     try {
       expect(await readArchivedLsn(cairn.snapshots, 'p0')).toBeUndefined();
       await cairn.log.append('p0', bankEvents(500, 3));
-      const p = cairn.processor('p0', bank);
-      await p.run({ stopAtEnd: true, checkpointOnExit: true });
+      // One snapshot per 100 records, taken explicitly: four published, three retained.
+      const p = cairn.processor('p0', bank, { everyRecords: 0 });
+      for (const until of [99, 199, 299, 499]) await p.run({ untilLsn: until, checkpointOnExit: true });
       await p.close();
       const { pointer } = (await cairn.snapshots.latest('p0'))!;
       const lsns = pointer.retained.map((e) => e.lsn);

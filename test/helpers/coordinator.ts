@@ -51,3 +51,14 @@ export async function startCoordinator(cwd: string, o: { globals?: string[]; fla
     },
   };
 }
+
+/** Polls `probe` until it returns a value. */
+export async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
