@@ -364,6 +364,8 @@ export class PartitionProcessor {
   private async serveSnapshotRequest(): Promise<void> {
     const request = this.requested!;
     this.requested = undefined;
+    // A snapshot by records applied may have covered it since it was asked for.
+    if (this.lastSnapshotLsn >= request.minLsn) return request.settle({ status: 'done', lsn: this.lastSnapshotLsn });
     const failed = (err: unknown) => request.settle({ status: 'failed', reason: toCairnError(err).message });
     try {
       const { result } = await this.startSnapshot();
