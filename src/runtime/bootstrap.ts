@@ -26,6 +26,8 @@ export interface OpenedState {
 
 export interface BootstrapContext {
   partition: string;
+  /** Where its records come from (a fork's is its parent's log partition). */
+  logPartition: string;
   dir: string;
   log: Log;
   repository: SnapshotRepository;
@@ -101,7 +103,7 @@ async function peekAppliedLsn(dir: string): Promise<number | undefined> {
 }
 
 export async function openOrBootstrap(ctx: BootstrapContext): Promise<OpenedState> {
-  const info = await ctx.log.info(ctx.partition);
+  const info = await ctx.log.info(ctx.logPartition);
   // Local state behind a gap that no snapshot covers must be left exactly as it is, so that
   // case is decided before the folder is opened (only a trimmed log can have a gap).
   if (info.start > 0 && existsSync(join(ctx.dir, 'CURRENT'))) {

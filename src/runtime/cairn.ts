@@ -9,6 +9,7 @@ import { PartitionState } from '../state/partition-state.js';
 import { createStore } from '../store/index.js';
 import type { ObjectStore } from '../store/types.js';
 import type { CoordinatorLink } from './coordinator-reporter.js';
+import { ForkOperations } from './forks.js';
 import { createRuntimeMetrics, type RuntimeMetrics } from './metrics.js';
 import { PartitionProcessor, type PartitionProcessorOptions } from './partition-processor.js';
 import type { Processor } from './processor-module.js';
@@ -22,7 +23,7 @@ export interface CairnOptions {
   log?: Log;
 }
 
-export type ProcessorOverrides = Partial<Pick<PartitionProcessorOptions, 'stateDir' | 'everyRecords' | 'batchSize' | 'onBadRecord' | 'node' | 'onBootstrapProgress' | 'coordinator'>>;
+export type ProcessorOverrides = Partial<Pick<PartitionProcessorOptions, 'stateDir' | 'everyRecords' | 'batchSize' | 'onBadRecord' | 'node' | 'onBootstrapProgress' | 'coordinator' | 'logPartition'>>;
 
 function coordinatorLink(c: CoordinatorConfig): CoordinatorLink {
   return { url: c.url, intervalMs: c.reportIntervalMs, ...(c.token ? { token: c.token } : {}) };
@@ -37,6 +38,7 @@ export class Cairn {
   private storeInstance: ObjectStore | undefined;
   private logInstance: Log | undefined;
   private repositoryInstance: SnapshotRepository | undefined;
+  private forkOperations: ForkOperations | undefined;
   readonly logger: Logger;
   readonly metrics: RuntimeMetrics;
 
@@ -66,6 +68,19 @@ export class Cairn {
       ...(this.config.store.storageClass ? { storageClass: this.config.store.storageClass } : {}),
     });
     return this.repositoryInstance;
+  }
+
+  /** Forks, what-if replays, diffs and pruning. */
+  get forks(): ForkOperations {
+    this.forkOperations ??= new ForkOperations({
+      store: this.store,
+      log: this.log,
+      snapshots: this.snapshots,
+      stateDir: this.config.stateDir,
+      node: this.config.node,
+      processor: (partition, processor, overrides) => this.processor(partition, processor, overrides),
+    });
+    return this.forkOperations;
   }
 
   /** The local state folder of a partition. */

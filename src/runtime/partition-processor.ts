@@ -16,6 +16,8 @@ import { CoordinatorReporter, type CoordinatorLink } from './coordinator-reporte
 
 export interface PartitionProcessorOptions {
   partition: string;
+  /** The log partition records come from; default `partition` (a fork replays its parent's). */
+  logPartition?: string;
   processor: Processor;
   log: Log;
   repository: SnapshotRepository;
@@ -86,11 +88,16 @@ export class PartitionProcessor {
 
   constructor(private readonly options: PartitionProcessorOptions) {
     validatePartition(options.partition);
+    if (options.logPartition !== undefined) validatePartition(options.logPartition);
     this.dir = join(options.stateDir, options.partition);
   }
 
   get partition(): string {
     return this.options.partition;
+  }
+
+  get logPartition(): string {
+    return this.options.logPartition ?? this.options.partition;
   }
 
   get appliedLsn(): number {
@@ -174,7 +181,7 @@ export class PartitionProcessor {
       }
       let records: LogRecord[];
       try {
-        records = await log.read(partition, this.appliedLsn + 1, {
+        records = await log.read(this.logPartition, this.appliedLsn + 1, {
           maxRecords: batchSize,
           waitMs: options.stopAtEnd ? confirmingEnd : 500,
           ...(options.untilLsn !== undefined ? { toLsn: options.untilLsn } : {}),
@@ -194,7 +201,7 @@ export class PartitionProcessor {
         if (!options.stopAtEnd) continue;
         let end: number;
         try {
-          end = (await log.info(partition)).end;
+          end = (await log.info(this.logPartition)).end;
         } catch (err) {
           if (await this.waitOutLogOutage(err, options.signal)) continue;
           throw err;
@@ -337,7 +344,7 @@ export class PartitionProcessor {
     this.sinceSnapshot = 0;
     metrics?.syncPause.observe({ partition }, capture.syncPauseMs / 1000);
     const result = repository
-      .checkpoint(capture, { partition, node, source: log.source(partition), logger })
+      .checkpoint(capture, { partition, node, source: log.source(this.logPartition), logger })
       .finally(() => capture.release().catch(() => undefined));
     const settled = result.then(
       (r) => {
@@ -381,7 +388,7 @@ export class PartitionProcessor {
 
   /** The log was trimmed past us while running (e.g. by the coordinator): re-bootstrap. */
   private async recoverFromTrimGap(): Promise<void> {
-    const info = await this.options.log.info(this.options.partition);
+    const info = await this.options.log.info(this.logPartition);
     const needed = this.appliedLsn + 1;
     await this.drainSnapshot();
     const latest = await this.options.repository.latest(this.options.partition);
@@ -413,7 +420,7 @@ export class PartitionProcessor {
 
   private context() {
     const { partition, log, repository, logger, onBootstrapProgress } = this.options;
-    return { partition, dir: this.dir, log, repository, logger, ...(onBootstrapProgress ? { onProgress: onBootstrapProgress } : {}) };
+    return { partition, logPartition: this.logPartition, dir: this.dir, log, repository, logger, ...(onBootstrapProgress ? { onProgress: onBootstrapProgress } : {}) };
   }
 
   private requireState(): PartitionState {

@@ -8,6 +8,7 @@ import type { Capture, CapturedFile } from '../state/types.js';
 import type { ObjectStore } from '../store/types.js';
 import { isTableFile, layout } from './layout.js';
 import { deleteSnapshotFolder, publishPointer, readLatest, readMetadata, type PointerRead } from './pointer.js';
+import { releaseUnusedPin } from './pins.js';
 import { toRetainedEntry, type SnapshotFile, type SnapshotMetadata } from './schemas.js';
 
 /**
@@ -43,15 +44,15 @@ async function hashOf(file: CapturedFile, cache: Map<string, string> | undefined
   return sha256;
 }
 
-async function previousFiles(store: ObjectStore, known: PointerRead | undefined, logger?: Logger): Promise<Map<string, SnapshotFile>> {
-  if (!known) return new Map();
+async function previousSnapshot(store: ObjectStore, known: PointerRead | undefined, logger?: Logger): Promise<{ files: Map<string, SnapshotFile>; meta?: SnapshotMetadata }> {
+  if (!known) return { files: new Map() };
   try {
     const meta = await readMetadata(store, known.pointer.path);
-    return new Map(meta.files.map((f) => [f.name, f]));
+    return { files: new Map(meta.files.map((f) => [f.name, f])), meta };
   } catch (err) {
     // A broken previous snapshot only costs us the server-side copies; upload everything.
     logger?.warn({ err: String(err), path: known.pointer.path }, 'previous snapshot unreadable; uploading all files');
-    return new Map();
+    return { files: new Map() };
   }
 }
 
@@ -61,7 +62,8 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
   const snapshotId = newSnapshotId();
   const path = layout.snapshotPath(options.partition, snapshotId, capture.lsn);
   const known = await readLatest(store, options.partition);
-  const previous = await previousFiles(store, known, options.logger);
+  const prior = await previousSnapshot(store, known, options.logger);
+  const previous = prior.files;
 
   const total = capture.files.reduce((n, f) => n + f.size, 0);
   let done = 0;
@@ -106,6 +108,9 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
       createdAt,
       node: options.node,
       source: options.source,
+      // A fork stays a fork: its lineage (and the log it replays) passes to every snapshot.
+      ...(prior.meta?.parent ? { parent: prior.meta.parent } : {}),
+      ...(prior.meta?.fork ? { fork: { log: prior.meta.fork.log, createdAt: prior.meta.fork.createdAt } } : {}),
       storageClass: options.storageClass ?? 'STANDARD',
       files,
       stats: { ...stats, syncPauseMs: round(capture.syncPauseMs), durationMs: round(performance.now() - started + capture.syncPauseMs) },
@@ -123,6 +128,7 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
       return { status: 'superseded', metadata, currentLsn: published.current.lsn };
     }
     for (const old of published.evicted) await deleteSnapshotFolder(store, old.path);
+    if (metadata.parent) await releaseUnusedPin(store, metadata, published.pointer.retained, options.logger);
     return { status: 'published', metadata, evicted: published.evicted.map((e) => e.path) };
   } catch (err) {
     queue.clear();

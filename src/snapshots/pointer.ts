@@ -25,12 +25,29 @@ export async function readLatest(store: ObjectStore, partition: string): Promise
   }
 }
 
-export async function readMetadata(store: ObjectStore, snapshotPath: string): Promise<SnapshotMetadata> {
+/** Fork chains deeper than this are refused as corrupt (a cycle, or a runaway chain). */
+const MAX_INHERITANCE = 64;
+
+/**
+ * A snapshot's metadata with its file list resolved: a fork's first snapshot inherits the
+ * files of the snapshot it forked (and that one possibly of its own parent), so each link
+ * of the chain costs one GET here and none at fork time.
+ */
+export async function readMetadata(store: ObjectStore, snapshotPath: string, depth = 0): Promise<SnapshotMetadata> {
   const key = layout.metadata(snapshotPath);
   const { body } = await store.get(key);
   const meta = parseDocument(metadataSchema, body, key);
   if (layout.snapshotPath(meta.partition, meta.snapshotId, meta.lsn) !== snapshotPath) {
     throw new CairnError('CORRUPT', `${key} describes ${meta.partition}/${meta.snapshotId}_${meta.lsn}, not its own folder`, { details: { key } });
+  }
+  if (meta.inherits && meta.files.length === 0) {
+    if (depth >= MAX_INHERITANCE) throw new CairnError('CORRUPT', `${key}: fork chain deeper than ${MAX_INHERITANCE}`, { details: { key } });
+    const base = await readMetadata(store, meta.inherits.path, depth + 1).catch((err: unknown) => {
+      if (isCairnError(err, 'NOT_FOUND')) throw new CairnError('CORRUPT', `${key} inherits the files of ${meta.inherits!.path}, which is gone`, { cause: err, details: { key } });
+      throw err;
+    });
+    if (base.lsn !== meta.lsn) throw new CairnError('CORRUPT', `${key} inherits ${meta.inherits.path} at another LSN`, { details: { key } });
+    return { ...meta, files: base.files };
   }
   return meta;
 }

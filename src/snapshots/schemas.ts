@@ -26,8 +26,19 @@ export const metadataSchema = z.object({
   node: z.string().min(1),
   source: z.string().min(1),
   parent: z.object({ partition, snapshotId, lsn }).optional(),
+  /**
+   * Set on every snapshot of a fork: the log partition it replays (the root of its lineage),
+   * when the fork was made, and for a point-in-time fork the LSN its first open catches up to.
+   */
+  fork: z.object({ log: partition, createdAt: isoTime, targetLsn: lsn.optional() }).optional(),
   storageClass: z.string().min(1),
-  files: z.array(snapshotFileSchema).min(1),
+  /**
+   * A fork's first snapshot lists no files of its own: it inherits the file list of this
+   * snapshot (readMetadata resolves it), so creating a fork writes the same few bytes at any
+   * state size.
+   */
+  inherits: z.object({ path: z.string().min(1) }).optional(),
+  files: z.array(snapshotFileSchema),
   stats: z.object({
     uploadedBytes: z.number().int().min(0),
     copiedBytes: z.number().int().min(0),
@@ -35,7 +46,7 @@ export const metadataSchema = z.object({
     syncPauseMs: z.number().min(0),
     durationMs: z.number().min(0),
   }),
-});
+}).refine((m) => m.files.length > 0 || m.inherits !== undefined, { message: 'a snapshot lists files or inherits them', path: ['files'] });
 
 export const retainedEntrySchema = z.object({ snapshotId, lsn, path: z.string().min(1), createdAt: isoTime });
 
@@ -49,6 +60,10 @@ export const latestSchema = z.object({
   retained: z.array(retainedEntrySchema).min(1),
 });
 
+/** `{parent}/pins/{fork}.json`: the parent snapshots a fork's files still reference. */
+export const pinSchema = z.object({ format: z.literal(1), fork: partition, snapshots: z.array(z.string().min(1)).min(1), createdAt: isoTime });
+
+export type Pin = z.infer<typeof pinSchema>;
 export type SnapshotFile = z.infer<typeof snapshotFileSchema>;
 export type SnapshotMetadata = z.infer<typeof metadataSchema>;
 export type RetainedEntry = z.infer<typeof retainedEntrySchema>;

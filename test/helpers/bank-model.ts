@@ -1,13 +1,13 @@
 import type { AppendRecord } from '../../src/log/types.js';
 
 /** The bank processor's semantics as a plain fold over events: the model tests compare against. */
-export function bankModel(events: AppendRecord[], upToIndex = events.length - 1, fee: (account: string) => number = () => 25): Map<string, unknown> {
+export function bankModel(events: AppendRecord[], upToIndex = events.length - 1, fee: (account: string, index: number) => number = () => 25): Map<string, unknown> {
   const accounts = new Map<string, { balance: number; count: number; fees: number }>();
   for (let i = 0; i <= upToIndex && i < events.length; i++) {
     const e = events[i]!;
     const v = e.value as { type: string; amount: number };
     const a = accounts.get(e.key) ?? { balance: 0, count: 0, fees: 0 };
-    const charged = v.type === 'withdrawal' ? fee(e.key) : 0;
+    const charged = v.type === 'withdrawal' ? fee(e.key, i) : 0;
     a.balance += v.type === 'deposit' ? v.amount : -v.amount - charged;
     a.fees += charged;
     a.count += 1;

@@ -1,0 +1,122 @@
+import { CairnError, badInput, isCairnError } from '../core/errors.js';
+import { failpoint } from '../core/failpoints.js';
+import { PARTITION_NAME, validateForkName } from '../core/names.js';
+import { layout } from '../snapshots/layout.js';
+import { readPin } from '../snapshots/pins.js';
+import { readLatest, readMetadata } from '../snapshots/pointer.js';
+import { parseDocument, pinSchema } from '../snapshots/schemas.js';
+import type { ObjectStore } from '../store/types.js';
+
+/** Listing and dropping forks; see fork.ts for the write order both rely on. */
+export interface ForkListing {
+  fork: string;
+  parent: { partition: string; snapshotId: string; lsn: number } | null;
+  /** The parent snapshot the fork's pin holds; null once the fork owns all its files. */
+  pinned: string | null;
+  createdAt: string | null;
+  ageMs: number | null;
+  latest: { snapshotId: string; lsn: number } | null;
+  /** Bytes of the fork's latest snapshot that live in an ancestor's folders vs its own. */
+  sharedBytes: number;
+  ownBytes: number;
+  targetLsn?: number;
+  /** `dangling`: a pin whose fork does not exist (an interrupted create or drop). */
+  status: 'ok' | 'dangling';
+}
+
+async function partitions(store: ObjectStore): Promise<string[]> {
+  return (await store.listFolders('')).map((f) => f.replace(/\/$/, '')).filter((n) => PARTITION_NAME.test(n));
+}
+
+async function pinsOf(store: ObjectStore, parent: string): Promise<Array<{ fork: string; snapshots: string[]; createdAt: string }>> {
+  const pins = [];
+  for await (const obj of store.list(layout.pinsPrefix(parent))) {
+    try {
+      pins.push(parseDocument(pinSchema, (await store.get(obj.key)).body, obj.key));
+    } catch (err) {
+      if (!isCairnError(err, 'NOT_FOUND')) throw err;
+    }
+  }
+  return pins;
+}
+
+export async function listForks(store: ObjectStore, now = Date.now()): Promise<ForkListing[]> {
+  const names = await partitions(store);
+  const forks: ForkListing[] = [];
+  const pinned = new Map<string, { parent: string; snapshot: string; createdAt: string }>();
+  for (const parent of names) for (const pin of await pinsOf(store, parent)) pinned.set(pin.fork, { parent, snapshot: pin.snapshots[0]!, createdAt: pin.createdAt });
+  const existing = new Set<string>();
+  for (const name of names) {
+    const latest = await readLatest(store, name);
+    if (!latest) continue;
+    const meta = await readMetadata(store, latest.pointer.path).catch(() => undefined);
+    if (!meta?.fork) continue;
+    existing.add(name);
+    const own = layout.partitionPrefix(name);
+    const ownBytes = meta.files.filter((f) => f.key.startsWith(own)).reduce((n, f) => n + f.size, 0);
+    const total = meta.files.reduce((n, f) => n + f.size, 0);
+    forks.push({
+      fork: name,
+      parent: meta.parent ?? null,
+      pinned: pinned.get(name)?.snapshot ?? null,
+      createdAt: meta.fork.createdAt,
+      ageMs: now - Date.parse(meta.fork.createdAt),
+      latest: { snapshotId: meta.snapshotId, lsn: meta.lsn },
+      sharedBytes: total - ownBytes,
+      ownBytes,
+      ...(meta.fork.targetLsn !== undefined ? { targetLsn: meta.fork.targetLsn } : {}),
+      status: 'ok',
+    });
+  }
+  for (const [fork, pin] of pinned) {
+    if (existing.has(fork)) continue;
+    forks.push({ fork, parent: null, pinned: pin.snapshot, createdAt: pin.createdAt, ageMs: now - Date.parse(pin.createdAt), latest: null, sharedBytes: 0, ownBytes: 0, status: 'dangling' });
+  }
+  return forks.sort((a, b) => a.fork.localeCompare(b.fork));
+}
+
+/**
+ * Drops a fork: latest.json first (the fork stops existing), then its folders, then its
+ * pin. Re-running after a crash finishes the job; it also removes what an interrupted
+ * create left (a pin, an unpublished folder) for this name.
+ */
+export async function dropFork(store: ObjectStore, name: string): Promise<{ fork: string; deletedObjects: number; releasedPins: string[] }> {
+  validateForkName(name);
+  const latest = await readLatest(store, name);
+  const parents: string[] = [];
+  if (latest) {
+    const meta = await readMetadata(store, latest.pointer.path);
+    if (!meta.fork || !meta.parent) throw badInput(`${name} is a partition, not a fork; it cannot be dropped`);
+    parents.push(meta.parent.partition);
+  } else {
+    // No fork: only residue can be left. Its pin may sit under any partition.
+    for (const p of await partitions(store)) if (p !== name && (await readPin(store, p, name))) parents.push(p);
+    const leftovers = await hasObjects(store, layout.partitionPrefix(name));
+    if (parents.length === 0 && !leftovers) throw new CairnError('NOT_FOUND', `fork ${name} does not exist`);
+  }
+  const children = await pinsOf(store, name);
+  if (children.length > 0) throw badInput(`fork ${name} has forks of its own (${children.map((c) => c.fork).join(', ')}): drop them first`);
+
+  let deleted = 0;
+  if (latest) {
+    await store.delete([layout.latest(name)]);
+    deleted++;
+  }
+  failpoint('fork-drop:unpublished');
+  const keys: string[] = [];
+  for await (const obj of store.list(layout.partitionPrefix(name))) keys.push(obj.key);
+  // metadata.json first within each folder, as deleteSnapshotFolder does: never a folder
+  // that looks complete with files missing.
+  const ordered = [...keys.filter((k) => k.endsWith('/metadata.json')), ...keys.filter((k) => !k.endsWith('/metadata.json'))];
+  for (let i = 0; i < ordered.length; i += 1000) await store.delete(ordered.slice(i, i + 1000));
+  deleted += ordered.length;
+  failpoint('fork-drop:folders');
+  for (const parent of parents) await store.delete([layout.pin(parent, name)]);
+  failpoint('fork-drop:done');
+  return { fork: name, deletedObjects: deleted, releasedPins: parents.map((p) => layout.pin(p, name)) };
+}
+
+async function hasObjects(store: ObjectStore, prefix: string): Promise<boolean> {
+  for await (const _ of store.list(prefix)) return true;
+  return false;
+}

@@ -1,0 +1,210 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CairnError, badInput, isCairnError } from '../core/errors.js';
+import { failpoint } from '../core/failpoints.js';
+import { newSnapshotId } from '../core/ids.js';
+import { validateForkName, validatePartition, validateSnapshotId } from '../core/names.js';
+import type { Log } from '../log/types.js';
+import { layout } from '../snapshots/layout.js';
+import { readLatest, readMetadata } from '../snapshots/pointer.js';
+import type { LatestPointer, Pin, RetainedEntry, SnapshotMetadata } from '../snapshots/schemas.js';
+import type { ObjectStore } from '../store/types.js';
+
+/**
+ * Zero-copy forks (DESIGN.md, "Forks and what-if replays"). A fork's first snapshot is a
+ * metadata.json whose files are the parent snapshot's own keys; a pin on the parent keeps
+ * that snapshot from being evicted or pruned. Creation is a constant number of small
+ * requests whatever the state size.
+ *
+ * Crash safety comes from the order of writes. A fork exists once `{fork}/latest.json` does.
+ * Create writes the pin first and latest.json last; drop deletes latest.json first and the
+ * pin last. So a fork never exists without its pin; the only residue a crash can leave is a
+ * pin (or an unpublished folder) without a fork, which re-running the same command completes
+ * or removes, and which only ever keeps parent data longer.
+ */
+export type ForkPoint = { kind: 'latest' } | { kind: 'snapshot'; snapshotId: string } | { kind: 'lsn'; lsn: number };
+
+export interface CreateForkOptions {
+  from: string;
+  at: ForkPoint;
+  name: string;
+  node: string;
+  /** Point-in-time forks check that the log still holds the records to catch up with. */
+  log?: Log;
+}
+
+export interface CreateForkResult {
+  fork: string;
+  parent: { partition: string; snapshotId: string; lsn: number };
+  snapshotId: string;
+  /** The state's LSN (the parent snapshot's). */
+  lsn: number;
+  /** Point in time: the LSN the fork catches up to on first open. */
+  targetLsn?: number;
+  requests: number;
+  bytesWritten: number;
+  sharedBytes: number;
+}
+
+/** Parses `P`, `P@SNAPSHOTID` or `P@lsn:N`. */
+export function parseForkSource(text: string): { partition: string; at: ForkPoint } {
+  const at = text.indexOf('@');
+  if (at < 0) return { partition: validatePartition(text), at: { kind: 'latest' } };
+  const partition = validatePartition(text.slice(0, at));
+  const rest = text.slice(at + 1);
+  const lsn = /^lsn:(0|[1-9][0-9]{0,15})$/.exec(rest);
+  if (lsn) {
+    const n = Number(lsn[1]);
+    if (!Number.isSafeInteger(n)) throw badInput(`invalid LSN in ${JSON.stringify(text)}`);
+    return { partition, at: { kind: 'lsn', lsn: n } };
+  }
+  if (rest.startsWith('lsn:')) throw badInput(`invalid point in time ${JSON.stringify(rest)}: expected lsn:N with N a non-negative integer`);
+  return { partition, at: { kind: 'snapshot', snapshotId: validateSnapshotId(rest) } };
+}
+
+function chooseEntry(pointer: LatestPointer, at: ForkPoint): RetainedEntry {
+  if (at.kind === 'latest') return pointer.retained.find((e) => e.snapshotId === pointer.snapshotId) ?? pointer.retained[0]!;
+  if (at.kind === 'snapshot') {
+    const entry = pointer.retained.find((e) => e.snapshotId === at.snapshotId);
+    if (!entry) throw new CairnError('NOT_FOUND', `snapshot ${at.snapshotId} of ${pointer.partition} is not retained (it may be deleted at any time); fork a retained one: cairn snapshots list --partition ${pointer.partition}`);
+    return entry;
+  }
+  const candidates = pointer.retained.filter((e) => e.lsn <= at.lsn).sort((a, b) => b.lsn - a.lsn);
+  if (!candidates[0]) throw new CairnError('NO_SNAPSHOT', `no retained snapshot of ${pointer.partition} at or below LSN ${at.lsn} (oldest is at ${Math.min(...pointer.retained.map((e) => e.lsn))})`);
+  return candidates[0];
+}
+
+export async function createFork(store: ObjectStore, o: CreateForkOptions): Promise<CreateForkResult> {
+  const from = validatePartition(o.from);
+  const name = validateForkName(o.name);
+  if (from === name) throw badInput(`a fork needs a name of its own: ${name} is its parent`);
+  let requests = 0;
+  let bytesWritten = 0;
+  const put = async (key: string, body: string, options: Parameters<ObjectStore['put']>[2] = {}) => {
+    requests++;
+    bytesWritten += Buffer.byteLength(body);
+    return store.put(key, body, { contentType: 'application/json', ...options });
+  };
+
+  requests++;
+  let latest = await readLatest(store, from);
+  if (!latest) throw new CairnError('NO_SNAPSHOT', `partition ${from} has no snapshot to fork`);
+  const entry = chooseEntry(latest.pointer, o.at);
+  requests++;
+  const source = await readMetadata(store, entry.path);
+  const logPartition = source.fork?.log ?? from;
+  const targetLsn = o.at.kind === 'lsn' && o.at.lsn > source.lsn ? o.at.lsn : undefined;
+  if (targetLsn !== undefined && o.log) await checkLogHolds(o.log, logPartition, source.lsn, targetLsn);
+
+  // 1. The pin, before anything references the parent's files.
+  const pin: Pin = { format: 1, fork: name, snapshots: [entry.path], createdAt: new Date().toISOString() };
+  try {
+    await put(layout.pin(from, name), JSON.stringify(pin, null, 2), { ifNoneMatch: '*' });
+  } catch (err) {
+    if (!isCairnError(err, 'CONDITION_FAILED')) throw err;
+    if (await readLatest(store, name)) throw badInput(`fork ${name} already exists`);
+    // A pin left by an interrupted create of this same fork: it is ours to replace.
+    await put(layout.pin(from, name), JSON.stringify(pin, null, 2));
+  }
+  failpoint('fork-create:pinned');
+
+  // 2. Change latest.json's ETag: a checkpoint that read the pins before our pin existed then
+  //    fails its conditional PUT and re-reads them, so it cannot evict what we just pinned.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await put(layout.latest(from), JSON.stringify({ ...latest.pointer, pinnedAt: pin.createdAt }, null, 2), { ifMatch: latest.etag });
+      break;
+    } catch (err) {
+      if (!isCairnError(err, 'CONDITION_FAILED') || attempt >= 50) throw err;
+      // Many forks of one parent at once: back off a little so they do not collide forever.
+      await sleep(Math.random() * 10 * Math.min(attempt + 1, 10));
+      latest = (await readLatest(store, from))!;
+      if (!latest?.pointer.retained.some((e) => e.path === entry.path)) {
+        await store.delete([layout.pin(from, name)]);
+        throw new CairnError('CONDITION_FAILED', `snapshot ${entry.snapshotId} of ${from} was evicted while forking; fork again`, { retryable: true });
+      }
+    }
+  }
+  failpoint('fork-create:parent-touched');
+
+  // 3. The fork's first snapshot: the parent's files, by their keys.
+  const snapshotId = newSnapshotId();
+  const path = layout.snapshotPath(name, snapshotId, source.lsn);
+  const createdAt = new Date().toISOString();
+  const sharedBytes = source.files.reduce((n, f) => n + f.size, 0);
+  const metadata: SnapshotMetadata = {
+    format: 1,
+    partition: name,
+    snapshotId,
+    lsn: source.lsn,
+    createdAt,
+    node: o.node,
+    source: source.source,
+    parent: { partition: from, snapshotId: source.snapshotId, lsn: source.lsn },
+    fork: { log: logPartition, createdAt, ...(targetLsn !== undefined ? { targetLsn } : {}) },
+    storageClass: source.storageClass,
+    inherits: { path: entry.path },
+    files: [],
+    // No sizes here either, so the document is byte for byte the same length at any state
+    // size; `fork list` reports the shared bytes from the resolved file list.
+    stats: { uploadedBytes: 0, copiedBytes: 0, referencedBytes: 0, syncPauseMs: 0, durationMs: 0 },
+  };
+  await put(layout.metadata(path), JSON.stringify(metadata, null, 2), { ifNoneMatch: '*' });
+  failpoint('fork-create:metadata');
+
+  // 4. latest.json last: from here on the fork exists.
+  const pointer: LatestPointer = { format: 1, partition: name, snapshotId, lsn: source.lsn, path, createdAt, retained: [{ snapshotId, lsn: source.lsn, path, createdAt }] };
+  try {
+    await put(layout.latest(name), JSON.stringify(pointer, null, 2), { ifNoneMatch: '*' });
+  } catch (err) {
+    if (!isCairnError(err, 'CONDITION_FAILED')) throw err;
+    await store.delete([layout.metadata(path)]).catch(() => undefined);
+    throw badInput(`partition ${name} already exists: pick another fork name`);
+  }
+  failpoint('fork-create:published');
+  return {
+    fork: name,
+    parent: { partition: from, snapshotId: source.snapshotId, lsn: source.lsn },
+    snapshotId,
+    lsn: source.lsn,
+    ...(targetLsn !== undefined ? { targetLsn } : {}),
+    requests,
+    bytesWritten,
+    sharedBytes,
+  };
+}
+
+/** The records after the snapshot up to the target must still be in the log. */
+export async function checkLogHolds(log: Log, partition: string, snapshotLsn: number, targetLsn: number): Promise<void> {
+  const info = await log.info(partition);
+  if (info.start > snapshotLsn + 1) {
+    throw new CairnError('TRIM_GAP', `cannot fork ${partition} at LSN ${targetLsn}: the nearest snapshot is at ${snapshotLsn} and the log starts at ${info.start}, so records ${snapshotLsn + 1}..${info.start - 1} are gone`, {
+      details: { needed: snapshotLsn + 1, start: info.start, targetLsn },
+    });
+  }
+  if (targetLsn >= info.end) throw badInput(`cannot fork ${partition} at LSN ${targetLsn}: the log ends at ${info.end - 1}`);
+}
+
+/** What replay needs to know of a fork, from its latest snapshot. */
+export interface ForkDescriptor {
+  fork: string;
+  parent: { partition: string; snapshotId: string; lsn: number };
+  /** The log partition whose records the fork replays. */
+  log: string;
+  targetLsn?: number;
+  latest: { snapshotId: string; lsn: number };
+}
+
+export async function describeFork(store: ObjectStore, name: string): Promise<ForkDescriptor> {
+  validateForkName(name);
+  const latest = await readLatest(store, name);
+  if (!latest) throw new CairnError('NOT_FOUND', `fork ${name} does not exist`);
+  const meta = await readMetadata(store, latest.pointer.path);
+  if (!meta.fork || !meta.parent) throw badInput(`${name} is a partition, not a fork`);
+  return {
+    fork: name,
+    parent: meta.parent,
+    log: meta.fork.log,
+    ...(meta.fork.targetLsn !== undefined ? { targetLsn: meta.fork.targetLsn } : {}),
+    latest: { snapshotId: meta.snapshotId, lsn: meta.lsn },
+  };
+}

@@ -1,0 +1,75 @@
+import { decodeTime } from 'ulid';
+import { CairnError, isCairnError } from '../core/errors.js';
+import { parseSnapshotFolderName } from '../core/ids.js';
+import { validatePartition } from '../core/names.js';
+import type { ObjectStore } from '../store/types.js';
+import { layout } from './layout.js';
+import { deleteSnapshotFolder, readLatest, readPins } from './pointer.js';
+import type { LatestPointer } from './schemas.js';
+
+export interface PruneResult {
+  partition: string;
+  dryRun: boolean;
+  kept: Array<{ path: string; why: string }>;
+  deleted: string[];
+}
+
+/** A folder without metadata.json younger than this may be an upload in progress. */
+const INCOMPLETE_GRACE_MS = 60 * 60_000;
+
+/**
+ * Deletes old snapshot folders of a partition: all but the newest `keep` complete ones,
+ * never the latest, never a pinned one (a fork needs it), and never an incomplete folder
+ * young enough to be an upload in progress. Retained entries it drops leave latest.json
+ * first, by conditional PUT, so no reader is pointed at a folder being deleted; a racing
+ * writer (a checkpoint, a fork pinning) makes that PUT fail and the decision is taken again.
+ */
+export async function pruneSnapshots(store: ObjectStore, partition: string, keep: number, options: { dryRun?: boolean; now?: number } = {}): Promise<PruneResult> {
+  validatePartition(partition);
+  if (!Number.isSafeInteger(keep) || keep < 1) throw new CairnError('BAD_INPUT', `invalid --keep ${keep}: expected a positive integer (the latest snapshot is always kept)`);
+  const now = options.now ?? Date.now();
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const latest = await readLatest(store, partition);
+    const pins = await readPins(store, partition);
+    const folders = (await store.listFolders(layout.partitionPrefix(partition)))
+      .map((name) => ({ name, parsed: parseSnapshotFolderName(name) }))
+      .filter((f): f is { name: string; parsed: NonNullable<typeof f.parsed> } => f.parsed !== undefined)
+      .map((f) => ({ path: layout.snapshotPath(partition, f.parsed.snapshotId, f.parsed.lsn), ...f.parsed }));
+    const complete = new Set<string>();
+    await Promise.all(
+      folders.map(async (f) => {
+        const exists = await store.head(layout.metadata(f.path)).then(
+          () => true,
+          (err: unknown) => (isCairnError(err, 'NOT_FOUND') ? false : Promise.reject(err)),
+        );
+        if (exists) complete.add(f.path);
+      }),
+    );
+    const newest = folders.filter((f) => complete.has(f.path)).sort((a, b) => b.lsn - a.lsn || b.snapshotId.localeCompare(a.snapshotId)).slice(0, keep).map((f) => f.path);
+    const kept: PruneResult['kept'] = [];
+    const doomed: string[] = [];
+    for (const f of folders) {
+      const why =
+        latest?.pointer.path === f.path ? 'latest'
+        : pins.has(f.path) ? `pinned by fork ${[...pins.get(f.path)!].join(', ')}`
+        : newest.includes(f.path) ? `among the newest ${keep}`
+        : !complete.has(f.path) && now - decodeTime(f.snapshotId) < INCOMPLETE_GRACE_MS ? 'incomplete, may be an upload in progress'
+        : undefined;
+      if (why) kept.push({ path: f.path, why });
+      else doomed.push(f.path);
+    }
+    if (options.dryRun || doomed.length === 0) return { partition, dryRun: Boolean(options.dryRun), kept, deleted: doomed };
+    if (latest && latest.pointer.retained.some((e) => doomed.includes(e.path))) {
+      const next: LatestPointer = { ...latest.pointer, retained: latest.pointer.retained.filter((e) => !doomed.includes(e.path)) };
+      try {
+        await store.put(layout.latest(partition), JSON.stringify(next, null, 2), { ifMatch: latest.etag, contentType: 'application/json' });
+      } catch (err) {
+        if (isCairnError(err, 'CONDITION_FAILED')) continue;
+        throw err;
+      }
+    }
+    for (const path of doomed) await deleteSnapshotFolder(store, path);
+    return { partition, dryRun: false, kept, deleted: doomed };
+  }
+  throw new CairnError('STORE_UNAVAILABLE', `latest.json of ${partition} kept changing while pruning; try again`, { retryable: true });
+}
