@@ -16,6 +16,7 @@ import { Cairn } from '../../src/runtime/cairn.js';
 import type { Processor } from '../../src/runtime/processor-module.js';
 import type { Capture } from '../../src/state/types.js';
 import { MemoryLog } from './memory-log.js';
+import { forkFigures } from './fork.js';
 import { kafkaThroughput } from './kafka.js';
 import { MiB, buildState, emit, ensureMinio, ensureS5cmd, folderBytes, keyOf, median, round, tempDir, timed } from './lib.js';
 
@@ -182,4 +183,5 @@ async function stateFigures(): Promise<void> {
 const only = process.argv.slice(2);
 if (only.length === 0 || only.includes('apply')) await applyThroughput();
 if (only.length === 0 || only.includes('state')) await stateFigures();
+if (only.length === 0 || only.includes('fork')) await forkFigures(STATE_MIB, SMALL_MIB);
 if (only.length === 0 || only.includes('kafka')) await kafkaThroughput(KAFKA_RECORDS);

@@ -65,6 +65,17 @@ describe('bad input exits 2 with one line and writes nothing', () => {
     [['no-such-command']],
     [['log', 'append', '--partition', 'p0']],
     [['state', 'dump']],
+    [['fork', 'create', '--from', 'p0', '--name', '../etc']],
+    [['fork', 'create', '--from', 'p0@lsn:1.5', '--name', 'f']],
+    [['fork', 'create', '--from', 'p0@../../x', '--name', 'f']],
+    [['fork', 'create', '--from', '..@lsn:3', '--name', 'f']],
+    [['fork', 'drop', 'F/../x']],
+    [['replay', '--fork', '..', '--processor', 'x.ts']],
+    [['replay', '--fork', 'f', '--processor', 'x.ts', '--to-lsn', '-3']],
+    [['diff', 'p0@nope', 'p1']],
+    [['diff', '../p0', 'p1']],
+    [['prune', '--partition', 'p0', '--keep', '0']],
+    [['prune', '--partition', 'p0', '--keep', 'all']],
   ])('%j', async (args) => {
     await expectRejected(args, tempDir());
   });
@@ -77,7 +88,7 @@ describe('bad input exits 2 with one line and writes nothing', () => {
 });
 
 describe('--help', () => {
-  it.each([[[]], [['log']], [['log', 'append']], [['run']], [['checkpoint']], [['snapshots', 'list']], [['restore']], [['verify']], [['state', 'dump']], [['demo']], [['coordinator']]])(
+  it.each([[[]], [['log']], [['log', 'append']], [['run']], [['checkpoint']], [['snapshots', 'list']], [['restore']], [['verify']], [['state', 'dump']], [['demo']], [['coordinator']], [['fork', 'create']], [['fork', 'list']], [['fork', 'drop']], [['replay']], [['diff']], [['prune']]])(
     'cairn %j --help exits 0 with usage',
     async (args) => {
       const cwd = tempDir();
