@@ -121,8 +121,8 @@ describe.each(BACKENDS)('forks on $name', (backend) => {
     const { cairn } = cairnOn(backend, dir, 'fork-pit');
     const events = bankEvents(3000, 9);
     await cairn.log.append('p0', events);
-    const p0 = cairn.processor('p0', bank);
-    await p0.run({ stopAtEnd: true });
+    const p0 = cairn.processor('p0', bank, { everyRecords: 0 });
+    for (const untilLsn of [999, 1999, 2999]) await p0.run({ untilLsn, checkpointOnExit: true });
     await p0.close();
     const lsns = (await cairn.snapshots.latest('p0'))!.pointer.retained.map((e) => e.lsn).sort((a, b) => a - b);
     expect(lsns).toEqual([999, 1999, 2999]);
