@@ -14,6 +14,7 @@ import { BACKENDS } from '../helpers/backends.js';
 import { bankModel } from '../helpers/bank-model.js';
 import { tempDir } from '../helpers/cli.js';
 import { CountingStore } from '../helpers/counting-store.js';
+import { readState } from '../helpers/runtime-harness.js';
 
 /**
  * Forks on both stores: constant cost whatever the state size, independence of forks from
@@ -33,15 +34,14 @@ function cairnOn(backend: (typeof BACKENDS)[number], dir: string, label: string,
   return { cairn, store };
 }
 
-async function entries(dir: string): Promise<{ lsn: number; map: Map<string, unknown> }> {
-  const state = await PartitionState.open(dir, { create: false });
-  try {
-    const map = new Map<string, unknown>();
-    for await (const e of state.entries()) map.set(e.key, e.value);
-    return { lsn: state.appliedLsn, map };
-  } finally {
-    await state.close();
-  }
+/** Partition p0 with `n` bank events appended and a snapshot taken at `snapshotAt`. */
+async function parentWithSnapshot(backend: (typeof BACKENDS)[number], label: string, n: number, seed: number, snapshotAt: number) {
+  const { cairn } = cairnOn(backend, tempDir(`cairn-${label}-`), label);
+  const events = bankEvents(n, seed);
+  await cairn.log.append('p0', events);
+  const p0 = cairn.processor('p0', bank);
+  await p0.run({ untilLsn: snapshotAt, checkpointOnExit: true });
+  return { cairn, events, p0 };
 }
 
 /** A state of about `mib` MiB of incompressible values, checkpointed as partition `partition`. */
@@ -90,12 +90,7 @@ describe.each(BACKENDS)('forks on $name', (backend) => {
   });
 
   it('20 forks of one snapshot, mutated in parallel, each equal their own model; the parent is unchanged', async () => {
-    const dir = tempDir('cairn-fork-parallel-');
-    const { cairn } = cairnOn(backend, dir, 'fork-parallel');
-    const events = bankEvents(2000, 3);
-    await cairn.log.append('p0', events);
-    const p0 = cairn.processor('p0', bank);
-    await p0.run({ untilLsn: 999, checkpointOnExit: true });
+    const { cairn, events, p0 } = await parentWithSnapshot(backend, 'fork-parallel', 2000, 3, 999);
     await p0.close();
     const parentBefore = await cairn.snapshots.metadata('p0');
     const forks = Array.from({ length: 20 }, (_, i) => `f${i}`);
@@ -104,14 +99,14 @@ describe.each(BACKENDS)('forks on $name', (backend) => {
     const plans = forks.map((f, i) => ({ fork: f, toLsn: 1000 + i * 50, rule: i % 2 === 0 ? bank : feesV2 }));
     await Promise.all(plans.map((p) => cairn.forks.replay(p.fork, p.rule, { toLsn: p.toLsn, checkpointOnExit: true })));
     for (const p of plans) {
-      const state = await entries(cairn.stateDirOf(p.fork));
+      const state = await readState(cairn.stateDirOf(p.fork));
       expect(state.lsn).toBe(p.toLsn);
       const fee = p.rule === bank ? () => 25 : (account: string, i: number) => (i > 999 && isPremium(account) ? 0 : 25);
-      expect(state.map).toEqual(bankModel(events, p.toLsn, fee));
+      expect(state.entries).toEqual(bankModel(events, p.toLsn, fee));
     }
     const parentAfter = await cairn.snapshots.metadata('p0');
     expect(parentAfter).toEqual(parentBefore);
-    expect((await entries(cairn.stateDirOf('p0'))).map).toEqual(bankModel(events, 999));
+    expect((await readState(cairn.stateDirOf('p0'))).entries).toEqual(bankModel(events, 999));
     const listed = await cairn.forks.list();
     expect(listed.filter((l) => l.status === 'ok').map((l) => l.fork).sort()).toEqual([...forks].sort());
   });
@@ -130,7 +125,7 @@ describe.each(BACKENDS)('forks on $name', (backend) => {
     expect(created).toMatchObject({ lsn: 999, targetLsn: 1500 });
     const r = await cairn.forks.replay('pit', bank, { toLsn: 1500 });
     expect(r).toMatchObject({ caughtUpTo: 1500, appliedLsn: 1500 });
-    expect((await entries(cairn.stateDirOf('pit'))).map).toEqual(bankModel(events, 1500));
+    expect((await readState(cairn.stateDirOf('pit'))).entries).toEqual(bankModel(events, 1500));
     // The catch-up was checkpointed: a second node opening the fork starts at 1500.
     expect((await cairn.snapshots.metadata('pit')).lsn).toBe(1500);
 
@@ -144,12 +139,7 @@ describe.each(BACKENDS)('forks on $name', (backend) => {
   });
 
   it('diff of a bank run and a fees-v2 replay reports exactly the accounts whose values differ', async () => {
-    const dir = tempDir('cairn-fork-diff-');
-    const { cairn } = cairnOn(backend, dir, 'fork-diff');
-    const events = bankEvents(4000, 17);
-    await cairn.log.append('p0', events);
-    const p0 = cairn.processor('p0', bank);
-    await p0.run({ untilLsn: 1999, checkpointOnExit: true });
+    const { cairn, events, p0 } = await parentWithSnapshot(backend, 'fork-diff', 4000, 17, 1999);
     const forkPoint = (await cairn.snapshots.metadata('p0')).snapshotId;
     await p0.run({ stopAtEnd: true, checkpointOnExit: true });
     await p0.close();
@@ -170,12 +160,7 @@ describe.each(BACKENDS)('forks on $name', (backend) => {
   });
 
   it('pins: a fork of a fork works; the pin goes once the fork owns its files; prune never deletes what a fork needs', async () => {
-    const dir = tempDir('cairn-fork-pins-');
-    const { cairn } = cairnOn(backend, dir, 'fork-pins');
-    const events = bankEvents(6000, 23);
-    await cairn.log.append('p0', events);
-    const p0 = cairn.processor('p0', bank);
-    await p0.run({ untilLsn: 999, checkpointOnExit: true });
+    const { cairn, events, p0 } = await parentWithSnapshot(backend, 'fork-pins', 6000, 23, 999);
     const pinnedId = (await cairn.snapshots.metadata('p0')).snapshotId;
     await cairn.forks.create('p0', 'a');
     await cairn.forks.create('a', 'b'); // a fork of a fork: b's files are p0's keys, pinned on a
@@ -197,7 +182,7 @@ describe.each(BACKENDS)('forks on $name', (backend) => {
     const bMeta = await cairn.snapshots.metadata('b');
     expect(bMeta.files.every((f) => f.key.startsWith('b/'))).toBe(true);
     expect(await cairn.store.head(layout.pin('a', 'b')).catch((e: unknown) => e)).toSatisfy((e: unknown) => isCairnError(e, 'NOT_FOUND'));
-    expect((await entries(cairn.stateDirOf('b'))).map).toEqual(bankModel(events, 3000));
+    expect((await readState(cairn.stateDirOf('b'))).entries).toEqual(bankModel(events, 3000));
 
     // a still pins p0; dropping a releases it, and prune may then delete the snapshot.
     const dropped = await cairn.forks.drop('a');
