@@ -101,6 +101,12 @@ export function reportError(err: unknown, json: boolean): number {
   return e.exitCode;
 }
 
+/** A TCP port, 0-65535 (0: any free port). */
+export function parsePort(text: string, flag: string): number {
+  if (!/^(0|[1-9][0-9]{0,4})$/.test(text) || Number(text) > 65535) throw new CairnError('BAD_INPUT', `invalid ${flag} ${JSON.stringify(text)}: expected 0-65535`);
+  return Number(text);
+}
+
 export function requireOption<T>(value: T | undefined, flag: string): T {
   if (value === undefined || value === '') throw new CairnError('BAD_INPUT', `missing required option ${flag}`);
   return value;

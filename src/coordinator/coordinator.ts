@@ -1,6 +1,5 @@
 import { CairnError, isCairnError, toCairnError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { PARTITION_NAME } from '../core/names.js';
 import type { Log, LogInfo } from '../log/types.js';
 import type { Report, ReportReply } from '../runtime/coordinator-protocol.js';
 import type { SnapshotRepository } from '../snapshots/repository.js';
@@ -69,8 +68,18 @@ export interface TrimOutcome {
   reasons: string[];
 }
 
-/** How often the known-partition list may be re-read when a name is missing from it. */
+/** How often the partition listings may be re-read when a name is missing from them. */
 const PARTITION_REFRESH_MS = 1_000;
+
+/** What the log and the store hold, read together and at most once per PARTITION_REFRESH_MS. */
+interface Known {
+  inLog: Set<string>;
+  /** In the log or the store. */
+  all: Set<string>;
+  /** Why the log could not be listed, if it could not. */
+  logError?: CairnError;
+  readAt: number;
+}
 
 /**
  * The coordinator (DESIGN.md, "Trim and trim gaps"). Everything it decides is derived from
@@ -84,7 +93,7 @@ export class Coordinator {
   private readonly now: () => number;
   private readonly lastTrims = new Map<string, TrimRecord>();
   private readonly trimChains = new Map<string, Promise<unknown>>();
-  private known: { names: Set<string>; readAt: number } = { names: new Set(), readAt: 0 };
+  private known: Known = { inLog: new Set(), all: new Set(), readAt: -Infinity };
   private timer: NodeJS.Timeout | undefined;
   private looping: Promise<void> | undefined;
 
@@ -100,15 +109,18 @@ export class Coordinator {
 
   /** Partitions the log or the store holds, or that reported; sorted. */
   async partitions(): Promise<string[]> {
-    if (this.now() - this.known.readAt >= PARTITION_REFRESH_MS) await this.refreshPartitions();
-    return [...new Set([...this.known.names, ...this.book.partitions()])].sort();
+    const known = await this.listings();
+    return [...new Set([...known.all, ...this.book.partitions()])].sort();
   }
 
   /** Whether `partition` is one the coordinator can speak about (else the API answers 404). */
   async isKnown(partition: string): Promise<boolean> {
-    if (this.known.names.has(partition)) return true;
-    if (this.now() - this.known.readAt >= PARTITION_REFRESH_MS) await this.refreshPartitions();
-    return this.known.names.has(partition);
+    return (await this.listings(partition)).all.has(partition);
+  }
+
+  /** The status of every partition, for the list endpoint and the status page. */
+  async statuses(): Promise<PartitionStatus[]> {
+    return Promise.all((await this.partitions()).map((p) => this.status(p)));
   }
 
   report(partition: string, report: Report): ReportReply {
@@ -187,15 +199,13 @@ export class Coordinator {
 
   /** One pass of the automatic loop; a failing partition is logged and retried next pass. */
   async trimAll(): Promise<TrimOutcome[]> {
-    let names: string[];
-    try {
-      names = await this.log.use((l) => l.partitions());
-    } catch (err) {
-      this.o.logger.warn({ err: toCairnError(err).message }, 'cannot list the log partitions; trim pass skipped');
+    const known = await this.refreshListings();
+    if (known.logError) {
+      this.o.logger.warn({ err: known.logError.message }, 'cannot list the log partitions; trim pass skipped');
       return [];
     }
     const outcomes: TrimOutcome[] = [];
-    for (const partition of names) {
+    for (const partition of [...known.inLog].sort()) {
       try {
         outcomes.push(await this.trim(partition, { dryRun: false, automatic: true }));
       } catch (err) {
@@ -258,8 +268,10 @@ export class Coordinator {
    * log clamps a trim to its real end anyway).
    */
   private async logView(partition: string): Promise<LogView> {
-    const names = await this.log.use((l) => l.partitions()).catch((err: unknown) => (isCairnError(err, 'LOG_BUSY') ? undefined : Promise.reject(err)));
-    if (names && !names.includes(partition)) {
+    const known = await this.listings(partition);
+    // Only a partition the log lists is opened: the embedded log would create any other.
+    if (!known.inLog.has(partition)) {
+      if (known.logError) throw known.logError;
       const reported = this.book.reportedLog(partition, this.now());
       if (reported) return { ...reported, via: 'processor' };
       throw new CairnError('NOT_FOUND', `the log holds no partition ${partition}`, { details: { partition } });
@@ -282,12 +294,25 @@ export class Coordinator {
     m.trimLag.set({ partition }, Math.max(0, (safeTrimPoint ?? log.start) - log.start));
   }
 
-  private async refreshPartitions(): Promise<void> {
-    this.known.readAt = this.now();
+  /** The listings, re-read when stale, or when `wanted` is missing and they may be re-read. */
+  private async listings(wanted?: string): Promise<Known> {
+    const stale = this.now() - this.known.readAt >= PARTITION_REFRESH_MS;
+    if (stale && (wanted === undefined || !this.known.all.has(wanted) || !this.known.inLog.has(wanted))) return this.refreshListings();
+    return this.known;
+  }
+
+  private async refreshListings(): Promise<Known> {
+    this.known.readAt = this.now(); // concurrent callers use the current listing meanwhile
     const [fromLog, fromStore] = await Promise.all([
-      this.log.use((l) => l.partitions()).catch(() => [] as string[]),
-      this.o.repository.store.listFolders('').catch(() => [] as string[]),
+      this.log.use((l) => l.partitions()).then((names) => ({ names }), (err: unknown) => ({ names: [] as string[], err: toCairnError(err) })),
+      this.o.repository.partitions().catch(() => [] as string[]),
     ]);
-    this.known = { names: new Set([...fromLog, ...fromStore.map((f) => f.replace(/\/$/, ''))].filter((n) => PARTITION_NAME.test(n))), readAt: this.now() };
+    this.known = {
+      inLog: new Set(fromLog.names),
+      all: new Set([...fromLog.names, ...fromStore]),
+      ...('err' in fromLog ? { logError: fromLog.err } : {}),
+      readAt: this.now(),
+    };
+    return this.known;
   }
 }

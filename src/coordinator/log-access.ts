@@ -9,14 +9,12 @@ import type { Log } from '../log/types.js';
  */
 export class CoordinatorLog {
   private shared: Log | undefined;
-  private multiProcess: boolean | undefined;
 
   constructor(private readonly create: () => Log) {}
 
   async use<T>(fn: (log: Log) => Promise<T>): Promise<T> {
     if (this.shared) return fn(this.shared);
     const log = this.create();
-    this.multiProcess = log.capabilities.multiProcess;
     if (log.capabilities.multiProcess) {
       this.shared = log;
       return fn(log);
@@ -26,11 +24,6 @@ export class CoordinatorLog {
     } finally {
       await log.close();
     }
-  }
-
-  /** Whether the log is Kafka-like; undefined until first used. */
-  get isMultiProcess(): boolean | undefined {
-    return this.multiProcess;
   }
 
   async close(): Promise<void> {

@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { CairnError, toCairnError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { PARTITION_NAME } from '../core/names.js';
-import { reportSchema } from '../runtime/coordinator-protocol.js';
+import { firstIssue } from '../core/validation.js';
+import { reportSchema, snapshotRequestSchema, trimRequestSchema } from '../runtime/coordinator-protocol.js';
 import type { Coordinator } from './coordinator.js';
 import type { CoordinatorMetrics } from './metrics.js';
 import { renderStatusPage } from './status-page.js';
@@ -20,28 +21,13 @@ export interface CoordinatorServerOptions {
 }
 
 const partitionParams = z.object({ p: z.string().regex(PARTITION_NAME, 'expected [a-z0-9][a-z0-9._-]{0,62}') }).strict();
-const trimBody = z.object({ dryRun: z.boolean().default(false) }).strict();
-const snapshotRequestBody = z.object({ minLsn: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) }).strict();
-
-/** Route patterns and their methods, for 405 answers to a known path with the wrong method. */
-const ROUTES: Array<{ pattern: RegExp; allow: string }> = [
-  { pattern: /^\/$/, allow: 'GET, HEAD' },
-  { pattern: /^\/(healthz|metrics)$/, allow: 'GET, HEAD' },
-  { pattern: /^\/v1\/partitions\/?$/, allow: 'GET, HEAD' },
-  { pattern: /^\/v1\/partitions\/[^/]+\/?$/, allow: 'GET, HEAD' },
-  { pattern: /^\/v1\/partitions\/[^/]+\/(reports|trim|snapshot-requests)\/?$/, allow: 'POST' },
-];
-
-/** A zod failure as one line: the first issue, with the field it concerns. */
-function zodMessage(error: z.ZodError, what: string): string {
-  const issue = error.issues[0]!;
-  const path = issue.path.length > 0 ? issue.path.map(String).join('.') : '(root)';
-  return `invalid ${what}: ${path}: ${issue.message}`;
-}
 
 function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const result = schema.safeParse(value);
-  if (!result.success) throw new CairnError('BAD_INPUT', zodMessage(result.error, what));
+  if (!result.success) {
+    const issue = firstIssue(result.error);
+    throw new CairnError('BAD_INPUT', `invalid ${what}: ${issue.path}: ${issue.message}`);
+  }
   return result.data;
 }
 
@@ -96,7 +82,7 @@ export async function buildCoordinatorServer(o: CoordinatorServerOptions): Promi
   });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
-    metrics.requests.inc({ method: ROUTE_METHODS.has(request.method) ? request.method : 'other', route, status: String(reply.statusCode) });
+    metrics.requests.inc({ method: ROUTE_METHODS.includes(request.method) ? request.method : 'other', route, status: String(reply.statusCode) });
     const level = reply.statusCode >= 500 ? 'error' : reply.statusCode >= 400 ? 'warn' : request.method === 'POST' ? 'info' : 'debug';
     request.log[level]({ method: request.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
@@ -113,9 +99,14 @@ export async function buildCoordinatorServer(o: CoordinatorServerOptions): Promi
   });
   app.setNotFoundHandler(async (request, reply) => {
     const path = request.url.split('?')[0]!;
-    const route = ROUTES.find((r) => r.pattern.test(path));
-    if (route) return reply.code(405).header('allow', route.allow).send({ error: { code: 'BAD_INPUT', message: `${request.method} is not allowed on ${path}; use ${route.allow}` } });
     return reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${request.method} ${path}` } });
+  });
+  // Every method a path is registered for, so the other methods can be answered 405 + Allow.
+  const allowed = new Map<string, Set<string>>();
+  app.addHook('onRoute', (route) => {
+    const set = allowed.get(route.url) ?? new Set<string>();
+    for (const m of [route.method].flat()) set.add(m);
+    allowed.set(route.url, set);
   });
 
   /** The partition named in the path, checked by pattern (400) and existence (404). */
@@ -128,10 +119,9 @@ export async function buildCoordinatorServer(o: CoordinatorServerOptions): Promi
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   app.get('/', async (_request, reply: FastifyReply) => {
-    const statuses = await Promise.all((await coordinator.partitions()).map((p) => coordinator.status(p)));
-    return reply.type('text/html; charset=utf-8').send(renderStatusPage(statuses, { policy: coordinator.policy, now: new Date() }));
+    return reply.type('text/html; charset=utf-8').send(renderStatusPage(await coordinator.statuses(), { policy: coordinator.policy, now: new Date() }));
   });
-  app.get('/v1/partitions', async () => ({ partitions: await Promise.all((await coordinator.partitions()).map((p) => coordinator.status(p))) }));
+  app.get('/v1/partitions', async () => ({ partitions: await coordinator.statuses() }));
   app.get('/v1/partitions/:p', async (request) => coordinator.status(await partitionOf(request)));
   app.post('/v1/partitions/:p/reports', async (request) => {
     const partition = await partitionOf(request);
@@ -139,18 +129,28 @@ export async function buildCoordinatorServer(o: CoordinatorServerOptions): Promi
   });
   app.post('/v1/partitions/:p/trim', async (request) => {
     const partition = await partitionOf(request);
-    const { dryRun } = parse(trimBody, request.body ?? {}, 'trim request');
+    const { dryRun } = parse(trimRequestSchema, request.body ?? {}, 'trim request');
     return coordinator.trim(partition, { dryRun });
   });
   app.post('/v1/partitions/:p/snapshot-requests', async (request, reply) => {
     const partition = await partitionOf(request);
-    const { minLsn } = parse(snapshotRequestBody, request.body, 'snapshot request');
+    const { minLsn } = parse(snapshotRequestSchema, request.body, 'snapshot request');
     return reply.code(202).send({ request: coordinator.requestSnapshot(partition, minLsn) });
   });
+  // A copy: registering these fires onRoute again.
+  for (const [url, methods] of [...allowed].map(([u, m]) => [u, [...m]] as const)) {
+    const allow = methods.join(', ');
+    app.route({
+      method: ROUTE_METHODS.filter((m) => !methods.includes(m)),
+      url,
+      exposeHeadRoute: false,
+      handler: async (request, reply) => reply.code(405).header('allow', allow).send({ error: { code: 'BAD_INPUT', message: `${request.method} is not allowed on ${url}; use ${allow}` } }),
+    });
+  }
   return app;
 }
 
-const ROUTE_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
+const ROUTE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);

@@ -2,7 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { CairnError } from './errors.js';
-import { PARTITION_NAME } from './names.js';
+import { NODE_NAME, PARTITION_NAME } from './names.js';
+import { firstIssue } from './validation.js';
 
 /**
  * Configuration is validated once, here, into a normalised object with absolute paths;
@@ -38,7 +39,7 @@ export const configSchema = z
     store: storeSchema.default({ url: 'file://./.cairn/store' }),
     log: logSchema.default({ type: 'embedded', dir: './.cairn/log' }),
     stateDir: z.string().min(1).default('./.cairn/state'),
-    node: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/).optional(),
+    node: z.string().regex(NODE_NAME).optional(),
     snapshots: z
       .object({
         everyRecords: z.number().int().positive().default(100_000),
@@ -119,18 +120,12 @@ export interface CoordinatorConfig {
   token?: string;
 }
 
-function fieldPath(path: ReadonlyArray<PropertyKey>): string {
-  return path.length === 0 ? '(root)' : path.map(String).join('.');
-}
-
 /** Validates a raw configuration object; relative paths resolve against `baseDir`. */
 export function normaliseConfig(raw: unknown, baseDir: string, source: string): CairnConfig {
   const parsed = configSchema.safeParse(raw ?? {});
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new CairnError('INVALID_CONFIG', `${source}: invalid field ${fieldPath(issue.path)}: ${issue.message}`, {
-      details: { path: fieldPath(issue.path), source },
-    });
+    const issue = firstIssue(parsed.error);
+    throw new CairnError('INVALID_CONFIG', `${source}: invalid field ${issue.path}: ${issue.message}`, { details: { path: issue.path, source } });
   }
   const c = parsed.data;
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));

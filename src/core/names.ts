@@ -5,6 +5,8 @@ import { badInput } from './errors.js';
  * them. The pattern excludes '/', '..' as a whole name, upper case and empty names.
  */
 export const PARTITION_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+/** A node (worker) name: recorded in snapshot metadata and reported to the coordinator. */
+export const NODE_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
 /** ULID: 26 Crockford base32 characters, sortable by creation time. */
 export const SNAPSHOT_ID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 const DECIMAL = /^(0|[1-9][0-9]{0,15})$/;

@@ -1,10 +1,10 @@
-import { CairnError, badInput, isCairnError } from '../core/errors.js';
+import { CairnError, badInput } from '../core/errors.js';
 import { failpoint } from '../core/failpoints.js';
-import { PARTITION_NAME, validateForkName } from '../core/names.js';
+import { validateForkName } from '../core/names.js';
 import { layout } from '../snapshots/layout.js';
 import { readPin } from '../snapshots/pins.js';
-import { readLatest, readMetadata } from '../snapshots/pointer.js';
-import { parseDocument, pinSchema } from '../snapshots/schemas.js';
+import { listPins, readLatest, readMetadata } from '../snapshots/pointer.js';
+import { listPartitions } from '../snapshots/repository.js';
 import type { ObjectStore } from '../store/types.js';
 
 /** Listing and dropping forks; see fork.ts for the write order both rely on. */
@@ -24,27 +24,11 @@ export interface ForkListing {
   status: 'ok' | 'dangling';
 }
 
-async function partitions(store: ObjectStore): Promise<string[]> {
-  return (await store.listFolders('')).map((f) => f.replace(/\/$/, '')).filter((n) => PARTITION_NAME.test(n));
-}
-
-async function pinsOf(store: ObjectStore, parent: string): Promise<Array<{ fork: string; snapshots: string[]; createdAt: string }>> {
-  const pins = [];
-  for await (const obj of store.list(layout.pinsPrefix(parent))) {
-    try {
-      pins.push(parseDocument(pinSchema, (await store.get(obj.key)).body, obj.key));
-    } catch (err) {
-      if (!isCairnError(err, 'NOT_FOUND')) throw err;
-    }
-  }
-  return pins;
-}
-
 export async function listForks(store: ObjectStore, now = Date.now()): Promise<ForkListing[]> {
-  const names = await partitions(store);
+  const names = await listPartitions(store);
   const forks: ForkListing[] = [];
   const pinned = new Map<string, { parent: string; snapshot: string; createdAt: string }>();
-  for (const parent of names) for (const pin of await pinsOf(store, parent)) pinned.set(pin.fork, { parent, snapshot: pin.snapshots[0]!, createdAt: pin.createdAt });
+  for (const parent of names) for (const pin of await listPins(store, parent)) pinned.set(pin.fork, { parent, snapshot: pin.snapshots[0]!, createdAt: pin.createdAt });
   const existing = new Set<string>();
   for (const name of names) {
     const latest = await readLatest(store, name);
@@ -90,11 +74,11 @@ export async function dropFork(store: ObjectStore, name: string): Promise<{ fork
     parents.push(meta.parent.partition);
   } else {
     // No fork: only residue can be left. Its pin may sit under any partition.
-    for (const p of await partitions(store)) if (p !== name && (await readPin(store, p, name))) parents.push(p);
+    for (const p of await listPartitions(store)) if (p !== name && (await readPin(store, p, name))) parents.push(p);
     const leftovers = await hasObjects(store, layout.partitionPrefix(name));
     if (parents.length === 0 && !leftovers) throw new CairnError('NOT_FOUND', `fork ${name} does not exist`);
   }
-  const children = await pinsOf(store, name);
+  const children = await listPins(store, name);
   if (children.length > 0) throw badInput(`fork ${name} has forks of its own (${children.map((c) => c.fork).join(', ')}): drop them first`);
 
   let deleted = 0;

@@ -173,15 +173,18 @@ export async function createFork(store: ObjectStore, o: CreateForkOptions): Prom
   };
 }
 
-/** The records after the snapshot up to the target must still be in the log. */
-export async function checkLogHolds(log: Log, partition: string, snapshotLsn: number, targetLsn: number): Promise<void> {
+/**
+ * A point in time is reachable from state at `fromLsn` only while the log still holds every
+ * record after it up to the target: checked when the fork is made and again when it catches up.
+ */
+export async function checkLogHolds(log: Log, partition: string, fromLsn: number, targetLsn: number): Promise<void> {
   const info = await log.info(partition);
-  if (info.start > snapshotLsn + 1) {
-    throw new CairnError('TRIM_GAP', `cannot fork ${partition} at LSN ${targetLsn}: the nearest snapshot is at ${snapshotLsn} and the log starts at ${info.start}, so records ${snapshotLsn + 1}..${info.start - 1} are gone`, {
-      details: { needed: snapshotLsn + 1, start: info.start, targetLsn },
+  if (info.start > fromLsn + 1) {
+    throw new CairnError('TRIM_GAP', `cannot reach LSN ${targetLsn} of ${partition} from state at ${fromLsn}: the log starts at ${info.start}, so records ${fromLsn + 1}..${info.start - 1} are gone`, {
+      details: { needed: fromLsn + 1, start: info.start, targetLsn },
     });
   }
-  if (targetLsn >= info.end) throw badInput(`cannot fork ${partition} at LSN ${targetLsn}: the log ends at ${info.end - 1}`);
+  if (targetLsn >= info.end) throw badInput(`cannot reach LSN ${targetLsn} of ${partition}: the log ends at ${info.end - 1}`);
 }
 
 /** What replay needs to know of a fork, from its latest snapshot. */

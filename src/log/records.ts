@@ -14,11 +14,16 @@ export interface CheckedRecord {
   timestamp: number;
 }
 
+/** Whole, non-negative milliseconds since the epoch: what Kafka can store. */
+export function isRecordTimestamp(t: unknown): t is number {
+  return typeof t === 'number' && Number.isSafeInteger(t) && t >= 0;
+}
+
 export function checkAppendRecord(record: AppendRecord, index: number, now: number): CheckedRecord {
   if (record === null || typeof record !== 'object') throw badInput(`record ${index} is not an object`);
   if (typeof record.key !== 'string') throw badInput(`record ${index}: key must be a string`);
   const timestamp = record.timestamp ?? now;
-  if (typeof timestamp !== 'number' || !Number.isSafeInteger(timestamp) || timestamp < 0) {
+  if (!isRecordTimestamp(timestamp)) {
     throw badInput(`record ${index}: timestamp must be a non-negative integer (milliseconds since the epoch)`);
   }
   let valueJson: string | undefined;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { NODE_NAME } from '../core/names.js';
 
 /**
  * The wire contract between processors and the coordinator (CONTRACT.md, "Coordinator HTTP
@@ -6,8 +7,6 @@ import { z } from 'zod';
  * processor never imports the coordinator. Every number is checked here: LSNs are safe
  * non-negative integers (-1 meaning "none yet"), names match what a key may hold.
  */
-export const NODE_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
-
 /** An LSN, or -1 for "nothing yet" (no record applied, no snapshot taken). */
 const lsnOrNone = z.number().int().min(-1).max(Number.MAX_SAFE_INTEGER);
 const lsn = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
@@ -47,6 +46,11 @@ export const commandSchema = z.discriminatedUnion('type', [
    */
   z.object({ id: commandId, type: z.literal('trim'), beforeLsn: lsn }).strict(),
 ]);
+
+/** `POST …/trim`: without a body, a real trim. */
+export const trimRequestSchema = z.object({ dryRun: z.boolean().default(false) }).strict();
+/** `POST …/snapshot-requests`. */
+export const snapshotRequestSchema = z.object({ minLsn: lsn }).strict();
 
 export const reportReplySchema = z.object({ commands: z.array(commandSchema) }).strict();
 

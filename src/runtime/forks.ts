@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CairnError } from '../core/errors.js';
-import { validatePartition, validateSnapshotId } from '../core/names.js';
+import { CairnError, badInput } from '../core/errors.js';
 import { diffStates, type DiffOptions, type DiffResult } from '../forks/diff.js';
 import { dropFork, listForks, type ForkListing } from '../forks/fork-admin.js';
-import { createFork, describeFork, parseForkSource, type CreateForkResult, type ForkDescriptor } from '../forks/fork.js';
+import { checkLogHolds, createFork, describeFork, parseForkSource, type CreateForkResult, type ForkDescriptor } from '../forks/fork.js';
 import type { Log } from '../log/types.js';
 import { pruneSnapshots, type PruneResult } from '../snapshots/prune.js';
 import type { SnapshotRepository } from '../snapshots/repository.js';
@@ -102,12 +101,7 @@ export class ForkOperations {
     try {
       await runner.open();
       if (runner.appliedLsn >= target) return undefined;
-      const info = await this.c.log.info(desc.log);
-      if (info.start > runner.appliedLsn + 1) {
-        throw new CairnError('TRIM_GAP', `fork ${desc.fork} cannot catch up to LSN ${target}: it is at ${runner.appliedLsn} and the log ${desc.log} starts at ${info.start}`, {
-          details: { needed: runner.appliedLsn + 1, start: info.start, targetLsn: target },
-        });
-      }
+      await checkLogHolds(this.c.log, desc.log, runner.appliedLsn, target);
       await runner.run({ untilLsn: target, ...(signal ? { signal } : {}) });
       if (runner.appliedLsn < target) throw new CairnError('ABORTED', `fork ${desc.fork}: stopped while catching up to LSN ${target}`);
       await runner.checkpoint();
@@ -140,8 +134,9 @@ export class ForkOperations {
   }
 }
 
+/** `P` or `P@SNAPSHOTID`: diff compares snapshots, so a point in time (`@lsn:N`) is refused. */
 function parseSide(text: string): { partition: string; snapshotId?: string } {
-  const at = text.indexOf('@');
-  if (at < 0) return { partition: validatePartition(text) };
-  return { partition: validatePartition(text.slice(0, at)), snapshotId: validateSnapshotId(text.slice(at + 1)) };
+  const { partition, at } = parseForkSource(text);
+  if (at.kind === 'lsn') throw badInput(`diff compares snapshots: expected P or P@SNAPSHOTID, not ${JSON.stringify(text)}`);
+  return { partition, ...(at.kind === 'snapshot' ? { snapshotId: at.snapshotId } : {}) };
 }

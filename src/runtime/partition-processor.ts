@@ -155,11 +155,8 @@ export class PartitionProcessor {
     if (!coordinator) return undefined;
     const reporter = new CoordinatorReporter({ ...coordinator, node, log, logger, processor: this, onReport: (outcome) => metrics?.coordinatorReports.inc({ partition, outcome }) });
     const stop = new AbortController();
-    const onAbort = () => stop.abort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    reporter.start(stop.signal);
+    reporter.start(signal ? AbortSignal.any([signal, stop.signal]) : stop.signal);
     return async () => {
-      signal?.removeEventListener('abort', onAbort);
       stop.abort();
       await reporter.stopped();
     };

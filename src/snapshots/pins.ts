@@ -35,6 +35,8 @@ export async function releaseUnusedPin(store: ObjectStore, latest: SnapshotMetad
   const parent = latest.parent;
   if (!parent || !ownsAllFiles(latest)) return false;
   try {
+    // Most checkpoints of a fork come after its pin went: one GET settles those.
+    if (!(await readPin(store, parent.partition, latest.partition))) return false;
     for (const entry of retained) {
       if (entry.snapshotId === latest.snapshotId) continue;
       const meta = await readMetadata(store, entry.path).catch((err: unknown) => {
@@ -43,7 +45,6 @@ export async function releaseUnusedPin(store: ObjectStore, latest: SnapshotMetad
       });
       if (meta && !ownsAllFiles(meta)) return false;
     }
-    if (!(await readPin(store, parent.partition, latest.partition))) return false;
     await store.delete([layout.pin(parent.partition, latest.partition)]);
     logger?.info({ fork: latest.partition, parent: parent.partition }, 'fork owns all its files now; pin released');
     return true;

@@ -2,7 +2,7 @@ import { CairnError, isCairnError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
-import { latestSchema, metadataSchema, parseDocument, type LatestPointer, type RetainedEntry, type SnapshotMetadata } from './schemas.js';
+import { latestSchema, metadataSchema, parseDocument, pinSchema, type LatestPointer, type Pin, type RetainedEntry, type SnapshotMetadata } from './schemas.js';
 
 /**
  * latest.json is the only object Cairn ever overwrites. Every update is a conditional PUT
@@ -52,22 +52,24 @@ export async function readMetadata(store: ObjectStore, snapshotPath: string, dep
   return meta;
 }
 
-/** Fork names whose pins reference this partition's snapshots, with the snapshot paths they pin. */
-export async function readPins(store: ObjectStore, partition: string): Promise<Map<string, Set<string>>> {
-  const pinned = new Map<string, Set<string>>();
+/** The pins under a partition: the forks that still reference its snapshots. */
+export async function listPins(store: ObjectStore, partition: string): Promise<Pin[]> {
+  const pins: Pin[] = [];
   for await (const obj of store.list(layout.pinsPrefix(partition))) {
     try {
-      const { body } = await store.get(obj.key);
-      const pin = JSON.parse(body.toString()) as { fork?: string; snapshots?: unknown };
-      const paths = Array.isArray(pin.snapshots) ? pin.snapshots.filter((s): s is string => typeof s === 'string') : [];
-      for (const p of paths) {
-        const forks = pinned.get(p) ?? new Set<string>();
-        forks.add(String(pin.fork ?? obj.key));
-        pinned.set(p, forks);
-      }
+      pins.push(parseDocument(pinSchema, (await store.get(obj.key)).body, obj.key));
     } catch (err) {
-      if (!isCairnError(err, 'NOT_FOUND')) throw err;
+      if (!isCairnError(err, 'NOT_FOUND')) throw err; // dropped between the listing and the read
     }
+  }
+  return pins;
+}
+
+/** Fork names whose pins reference this partition's snapshots, by pinned snapshot path. */
+export async function readPins(store: ObjectStore, partition: string): Promise<Map<string, Set<string>>> {
+  const pinned = new Map<string, Set<string>>();
+  for (const pin of await listPins(store, partition)) {
+    for (const path of pin.snapshots) pinned.set(path, (pinned.get(path) ?? new Set<string>()).add(pin.fork));
   }
   return pinned;
 }

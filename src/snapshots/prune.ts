@@ -1,10 +1,10 @@
 import { decodeTime } from 'ulid';
 import { CairnError, isCairnError } from '../core/errors.js';
-import { parseSnapshotFolderName } from '../core/ids.js';
 import { validatePartition } from '../core/names.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
 import { deleteSnapshotFolder, readLatest, readPins } from './pointer.js';
+import { listSnapshots } from './repository.js';
 import type { LatestPointer } from './schemas.js';
 
 export interface PruneResult {
@@ -31,21 +31,8 @@ export async function pruneSnapshots(store: ObjectStore, partition: string, keep
   for (let attempt = 0; attempt < 10; attempt++) {
     const latest = await readLatest(store, partition);
     const pins = await readPins(store, partition);
-    const folders = (await store.listFolders(layout.partitionPrefix(partition)))
-      .map((name) => ({ name, parsed: parseSnapshotFolderName(name) }))
-      .filter((f): f is { name: string; parsed: NonNullable<typeof f.parsed> } => f.parsed !== undefined)
-      .map((f) => ({ path: layout.snapshotPath(partition, f.parsed.snapshotId, f.parsed.lsn), ...f.parsed }));
-    const complete = new Set<string>();
-    await Promise.all(
-      folders.map(async (f) => {
-        const exists = await store.head(layout.metadata(f.path)).then(
-          () => true,
-          (err: unknown) => (isCairnError(err, 'NOT_FOUND') ? false : Promise.reject(err)),
-        );
-        if (exists) complete.add(f.path);
-      }),
-    );
-    const newest = folders.filter((f) => complete.has(f.path)).sort((a, b) => b.lsn - a.lsn || b.snapshotId.localeCompare(a.snapshotId)).slice(0, keep).map((f) => f.path);
+    const folders = await listSnapshots(store, partition, latest);
+    const newest = folders.filter((f) => f.complete).sort((a, b) => b.lsn - a.lsn || b.snapshotId.localeCompare(a.snapshotId)).slice(0, keep).map((f) => f.path);
     const kept: PruneResult['kept'] = [];
     const doomed: string[] = [];
     for (const f of folders) {
@@ -53,7 +40,7 @@ export async function pruneSnapshots(store: ObjectStore, partition: string, keep
         latest?.pointer.path === f.path ? 'latest'
         : pins.has(f.path) ? `pinned by fork ${[...pins.get(f.path)!].join(', ')}`
         : newest.includes(f.path) ? `among the newest ${keep}`
-        : !complete.has(f.path) && now - decodeTime(f.snapshotId) < INCOMPLETE_GRACE_MS ? 'incomplete, may be an upload in progress'
+        : !f.complete && now - decodeTime(f.snapshotId) < INCOMPLETE_GRACE_MS ? 'incomplete, may be an upload in progress'
         : undefined;
       if (why) kept.push({ path: f.path, why });
       else doomed.push(f.path);

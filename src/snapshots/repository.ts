@@ -1,7 +1,7 @@
 import { CairnError, isCairnError } from '../core/errors.js';
 import { parseSnapshotFolderName } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
-import { validatePartition, validateSnapshotId } from '../core/names.js';
+import { PARTITION_NAME, validatePartition, validateSnapshotId } from '../core/names.js';
 import type { Capture } from '../state/types.js';
 import type { ObjectStore } from '../store/types.js';
 import { checkpoint, type CheckpointOptions, type CheckpointResult } from './checkpoint.js';
@@ -30,12 +30,48 @@ export interface RepositoryOptions {
   logger?: Logger;
 }
 
+/** Partitions (and forks) with anything in the store: its top-level folders that are valid names. */
+export async function listPartitions(store: ObjectStore): Promise<string[]> {
+  return (await store.listFolders('')).filter((name) => PARTITION_NAME.test(name));
+}
+
+/**
+ * Every snapshot folder of a partition, newest first, with its place in `latest` (read here
+ * unless the caller already holds it) and whether its metadata.json makes it complete.
+ */
+export async function listSnapshots(store: ObjectStore, partition: string, known?: PointerRead | undefined): Promise<SnapshotListing[]> {
+  validatePartition(partition);
+  const latest = known ?? (await readLatest(store, partition));
+  const retained = new Set(latest?.pointer.retained.map((e) => e.snapshotId) ?? []);
+  const folders = (await store.listFolders(layout.partitionPrefix(partition)))
+    .map(parseSnapshotFolderName)
+    .filter((f): f is NonNullable<typeof f> => f !== undefined);
+  const listings = await Promise.all(
+    folders.map(async (f): Promise<SnapshotListing> => {
+      const path = layout.snapshotPath(partition, f.snapshotId, f.lsn);
+      const base = { ...f, path, retained: retained.has(f.snapshotId), latest: latest?.pointer.snapshotId === f.snapshotId };
+      try {
+        const meta = await readMetadata(store, path);
+        return { ...base, createdAt: meta.createdAt, bytes: meta.files.reduce((n, x) => n + x.size, 0), complete: true };
+      } catch (err) {
+        if (!isCairnError(err, 'NOT_FOUND') && !isCairnError(err, 'CORRUPT')) throw err;
+        return { ...base, createdAt: null, bytes: null, complete: false };
+      }
+    }),
+  );
+  return listings.sort((a, b) => (a.snapshotId < b.snapshotId ? 1 : -1));
+}
+
 /** The snapshots of every partition in one object store: the only way code above reaches them. */
 export class SnapshotRepository {
   constructor(
     readonly store: ObjectStore,
     readonly options: RepositoryOptions,
   ) {}
+
+  partitions(): Promise<string[]> {
+    return listPartitions(this.store);
+  }
 
   latest(partition: string): Promise<PointerRead | undefined> {
     return readLatest(this.store, validatePartition(partition));
@@ -57,27 +93,8 @@ export class SnapshotRepository {
   }
 
   /** Every snapshot folder of a partition, newest first. */
-  async list(partition: string): Promise<SnapshotListing[]> {
-    validatePartition(partition);
-    const latest = await this.latest(partition);
-    const retained = new Set(latest?.pointer.retained.map((e) => e.snapshotId) ?? []);
-    const folders = (await this.store.listFolders(layout.partitionPrefix(partition)))
-      .map(parseSnapshotFolderName)
-      .filter((f): f is NonNullable<typeof f> => f !== undefined);
-    const listings = await Promise.all(
-      folders.map(async (f): Promise<SnapshotListing> => {
-        const path = layout.snapshotPath(partition, f.snapshotId, f.lsn);
-        const base = { ...f, path, retained: retained.has(f.snapshotId), latest: latest?.pointer.snapshotId === f.snapshotId };
-        try {
-          const meta = await readMetadata(this.store, path);
-          return { ...base, createdAt: meta.createdAt, bytes: meta.files.reduce((n, x) => n + x.size, 0), complete: true };
-        } catch (err) {
-          if (!isCairnError(err, 'NOT_FOUND') && !isCairnError(err, 'CORRUPT')) throw err;
-          return { ...base, createdAt: null, bytes: null, complete: false };
-        }
-      }),
-    );
-    return listings.sort((a, b) => (a.snapshotId < b.snapshotId ? 1 : -1));
+  list(partition: string): Promise<SnapshotListing[]> {
+    return listSnapshots(this.store, partition);
   }
 
   checkpoint(capture: Capture, options: Omit<CheckpointOptions, 'retain' | 'concurrency'>): Promise<CheckpointResult> {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { CairnError } from '../core/errors.js';
+import { firstIssue } from '../core/validation.js';
 import { PARTITION_NAME, SNAPSHOT_ID } from '../core/names.js';
 import { isSnapshotFileName } from './layout.js';
 
@@ -79,8 +80,8 @@ export function parseDocument<T>(schema: z.ZodType<T>, body: Buffer | string, ke
   }
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new CairnError('CORRUPT', `${key}: invalid field ${issue.path.join('.') || '(root)'}: ${issue.message}`, { details: { key } });
+    const issue = firstIssue(parsed.error);
+    throw new CairnError('CORRUPT', `${key}: invalid field ${issue.path}: ${issue.message}`, { details: { key } });
   }
   return parsed.data;
 }

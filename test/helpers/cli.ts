@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { expect } from 'vitest';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** Tests run the CLI from source through tsx so they never test a stale build. */
@@ -36,6 +37,12 @@ export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.Pro
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
     child.stdin!.end(options.input ?? '');
   });
+}
+
+/** Asserts a `--json` command succeeded (its stderr explains a failure) and returns its document. */
+export function jsonOf(r: CliResult): any {
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout);
 }
 
 export function tempDir(prefix = 'cairn-test-'): string {

@@ -9,7 +9,7 @@ import { bankEvents } from '../../src/cli/demo-events.js';
 import type { AppendRecord } from '../../src/log/types.js';
 import { s3Env } from '../helpers/backends.js';
 import { bankModel, parseDump, toJsonl } from '../helpers/bank-model.js';
-import { REPO_ROOT, runCli, spawnCli, tempDir } from '../helpers/cli.js';
+import { REPO_ROOT, jsonOf, runCli, spawnCli, tempDir } from '../helpers/cli.js';
 import { kafkaBrokers } from '../helpers/kafka.js';
 import { sleep, watch, writeConfig } from '../helpers/runtime-harness.js';
 
@@ -62,12 +62,8 @@ describe('Cairn on Kafka + MinIO', () => {
     writeFileSync(join(cwd, 'first.jsonl'), toJsonl(first));
     writeFileSync(join(cwd, 'second.jsonl'), toJsonl(second));
 
-    const appended = await a('--json', 'log', 'append', '--partition', 'p0', '--jsonl', 'first.jsonl');
-    expect(appended.code, appended.stderr).toBe(0);
-    expect(JSON.parse(appended.stdout)).toMatchObject({ first: 0, last: 3999 });
-    const ran = await a('--json', 'run', '--partition', 'p0', '--processor', PROCESSOR, '--stop-at-end', '--checkpoint-on-exit');
-    expect(ran.code, ran.stderr).toBe(0);
-    expect(JSON.parse(ran.stdout)).toMatchObject({ appliedLsn: 3999, recordsApplied: 4000 });
+    expect(jsonOf(await a('--json', 'log', 'append', '--partition', 'p0', '--jsonl', 'first.jsonl'))).toMatchObject({ first: 0, last: 3999 });
+    expect(jsonOf(await a('--json', 'run', '--partition', 'p0', '--processor', PROCESSOR, '--stop-at-end', '--checkpoint-on-exit'))).toMatchObject({ appliedLsn: 3999, recordsApplied: 4000 });
 
     // Trim behind the archived LSN, as the coordinator would: the broker's log start moves.
     const latest = JSON.parse((await a('--json', 'snapshots', 'list', '--partition', 'p0')).stdout).snapshots.filter((s: { retained: boolean }) => s.retained);
@@ -104,15 +100,11 @@ describe('a large append on Kafka', () => {
     // ~1.5 MB: above one produce batch, so the append is split inside a transaction.
     const events = bankEvents(3000, 41).map((e) => ({ ...e, value: { ...(e.value as object), memo: 'm'.repeat(400) } }));
     writeFileSync(join(cwd, 'big.jsonl'), toJsonl(events));
-    const appended = await cli('--json', 'log', 'append', '--partition', 'p0', '--jsonl', 'big.jsonl');
-    expect(appended.code, appended.stderr).toBe(0);
-    const { first, last } = JSON.parse(appended.stdout) as { first: number; last: number };
+    const { first, last } = jsonOf(await cli('--json', 'log', 'append', '--partition', 'p0', '--jsonl', 'big.jsonl')) as { first: number; last: number };
     const [offsets] = await admin.fetchTopicOffsets(topic);
     expect(Number(offsets!.high), 'a commit marker follows the last record').toBeGreaterThan(last + 1);
 
-    const ran = await cli('--json', 'run', '--partition', 'p0', '--processor', PROCESSOR, '--stop-at-end');
-    expect(ran.code, ran.stderr).toBe(0);
-    expect(JSON.parse(ran.stdout)).toMatchObject({ appliedLsn: last, recordsApplied: 3000, stoppedBy: 'end-of-log' });
+    expect(jsonOf(await cli('--json', 'run', '--partition', 'p0', '--processor', PROCESSOR, '--stop-at-end'))).toMatchObject({ appliedLsn: last, recordsApplied: 3000, stoppedBy: 'end-of-log' });
     expect(first).toBe(0);
     expect(parseDump((await cli('state', 'dump', '--partition', 'p0')).stdout).entries).toEqual(bankModel(events));
     await admin.deleteTopics({ topics: [topic] });

@@ -31,6 +31,8 @@ BROKERS="127.0.0.1:$PORT"
 HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 POM="$REPO_ROOT/test/services/kafka-pom.xml"
+# shellcheck source=lib.sh
+source "$REPO_ROOT/test/services/lib.sh"
 
 log() { echo "[kafka.sh] $*" >&2; }
 
@@ -169,38 +171,18 @@ start() {
   fi
   # The port opens before the broker has caught up with the metadata log; the log line is only
   # written once it serves requests.
-  for _ in $(seq 1 180); do
-    if grep -q "Kafka Server started" "$LOG_FILE" 2>/dev/null && is_live; then
-      print_env
-      return 0
-    fi
-    if ! is_running; then
-      log "Kafka exited during start-up; last log lines:"
-      tail -n 30 "$LOG_FILE" >&2 || true
-      rm -f "$PID_FILE"
-      return 1
-    fi
-    sleep 0.5
-  done
-  log "Kafka did not become ready within 90s; see $LOG_FILE"
-  return 1
+  wait_ready Kafka 90 is_serving 30 || return 1
+  print_env
+}
+
+is_serving() {
+  grep -q "Kafka Server started" "$LOG_FILE" 2>/dev/null && is_live
 }
 
 stop() {
-  if is_running; then
-    local pid
-    pid="$(cat "$PID_FILE")"
-    kill "$pid"
-    # Controlled shutdown flushes and closes the logs; give it time before KILL, which would
-    # leave recovery work for the next start.
-    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "Kafka (pid $pid) ignored TERM for 30s; killing it"
-      kill -9 "$pid"
-    fi
-    log "stopped Kafka (pid $pid)"
-  fi
-  rm -f "$PID_FILE"
+  # Controlled shutdown flushes and closes the logs; give it time before KILL, which would
+  # leave recovery work for the next start.
+  stop_service Kafka 30
 }
 
 case "${1:-}" in

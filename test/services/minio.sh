@@ -27,6 +27,8 @@ ACCESS_KEY="cairn-test"
 SECRET_KEY="cairn-test-secret"
 ENDPOINT="http://127.0.0.1:$PORT"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=lib.sh
+source "$REPO_ROOT/test/services/lib.sh"
 
 log() { echo "[minio.sh] $*" >&2; }
 
@@ -101,33 +103,13 @@ start() {
     nohup "$BIN" server "$DATA_DIR" --quiet --address "127.0.0.1:$PORT" \
     --console-address "127.0.0.1:$CONSOLE_PORT" >>"$LOG_FILE" 2>&1 </dev/null &
   echo $! >"$PID_FILE"
-  for _ in $(seq 1 120); do
-    if is_live; then
-      create_bucket
-      print_env
-      return 0
-    fi
-    if ! is_running; then
-      log "MinIO exited during start-up; last log lines:"
-      tail -n 20 "$LOG_FILE" >&2 || true
-      return 1
-    fi
-    sleep 0.5
-  done
-  log "MinIO did not become live within 60s; see $LOG_FILE"
-  return 1
+  wait_ready MinIO 60 is_live 20 || return 1
+  create_bucket
+  print_env
 }
 
 stop() {
-  if is_running; then
-    local pid
-    pid="$(cat "$PID_FILE")"
-    kill "$pid"
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-    log "stopped MinIO (pid $pid)"
-  fi
-  rm -f "$PID_FILE"
+  stop_service MinIO 10
 }
 
 case "${1:-}" in

@@ -4,7 +4,7 @@ import { CairnError } from '../../core/errors.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { createCoordinatorMetrics } from '../../coordinator/metrics.js';
 import { buildCoordinatorServer, isLoopback } from '../../coordinator/server.js';
-import { action } from '../context.js';
+import { action, parsePort } from '../context.js';
 
 interface CoordinatorFlags {
   host: string;
@@ -21,11 +21,6 @@ export function parseDuration(text: string, flag: string): number {
   if (!m) throw new CairnError('BAD_INPUT', `invalid ${flag} ${JSON.stringify(text)}: expected a duration such as 500ms, 30s, 5m or 1h`);
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h'];
   return Number(m[1]) * unit;
-}
-
-function parsePort(text: string): number {
-  if (!/^(0|[1-9][0-9]{0,4})$/.test(text) || Number(text) > 65535) throw new CairnError('BAD_INPUT', `invalid --port ${JSON.stringify(text)}: expected 0-65535`);
-  return Number(text);
 }
 
 export function registerCoordinator(program: Command): void {
@@ -46,7 +41,7 @@ export function registerCoordinator(program: Command): void {
         const trimIntervalMs = flags.trimInterval !== undefined ? parseDuration(flags.trimInterval, '--trim-interval') : (c?.trimIntervalMs ?? 60_000);
         const trimDelayMs = flags.trimDelay !== undefined ? parseDuration(flags.trimDelay, '--trim-delay') : (c?.trimDelayMs ?? 0);
         const replicaTtlMs = flags.replicaTtl !== undefined ? parseDuration(flags.replicaTtl, '--replica-ttl') : (c?.replicaTtlMs ?? 60_000);
-        const port = flags.port !== undefined ? parsePort(flags.port) : c ? Number(new URL(c.url).port || 80) : 7070;
+        const port = flags.port !== undefined ? parsePort(flags.port, '--port') : c ? Number(new URL(c.url).port || 80) : 7070;
         const token = process.env.CAIRN_COORDINATOR_TOKEN || undefined;
         if (!token && !isLoopback(flags.host)) {
           throw new CairnError('BAD_INPUT', `refusing to listen on ${flags.host} without CAIRN_COORDINATOR_TOKEN: set a token, or listen on loopback`);

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { badInput } from '../../core/errors.js';
 import { parseLsn, validatePartition } from '../../core/names.js';
+import { isRecordTimestamp } from '../../log/records.js';
 import type { AppendRecord } from '../../log/types.js';
 import { action } from '../context.js';
 
@@ -22,8 +23,8 @@ export function parseJsonl(text: string, source: string): AppendRecord[] {
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw badInput(`${source}:${i + 1}: expected an object {"key": string, "value": any}`);
     if (typeof r.key !== 'string' || r.key.length === 0) throw badInput(`${source}:${i + 1}: "key" must be a non-empty string`);
     if (r.value === undefined) throw badInput(`${source}:${i + 1}: "value" is missing`);
-    // The rule every log applies (src/log/records.ts), checked here to name the line.
-    if (r.timestamp !== undefined && (typeof r.timestamp !== 'number' || !Number.isSafeInteger(r.timestamp) || r.timestamp < 0)) {
+    // The rule every log applies, checked here too so the error names the line.
+    if (r.timestamp !== undefined && !isRecordTimestamp(r.timestamp)) {
       throw badInput(`${source}:${i + 1}: "timestamp" must be a non-negative integer (milliseconds since the epoch)`);
     }
     records.push({ key: r.key, value: r.value, ...(typeof r.timestamp === 'number' ? { timestamp: r.timestamp } : {}) });

@@ -4,7 +4,7 @@ import { parseLsn, validatePartition } from '../../core/names.js';
 import { serveMetrics } from '../../runtime/metrics-server.js';
 import { loadProcessor } from '../../runtime/processor-module.js';
 import type { RunSummary } from '../../runtime/partition-processor.js';
-import { action, reportError, type CliContext } from '../context.js';
+import { action, parsePort, reportError, type CliContext } from '../context.js';
 
 interface RunFlags {
   partition: string[];
@@ -44,7 +44,7 @@ export function registerRun(program: Command): void {
         if (twice) throw new CairnError('BAD_INPUT', `--partition ${twice} given twice`);
         const untilLsn = flags.untilLsn === undefined ? undefined : parseLsn(flags.untilLsn, '--until-lsn');
         const everyRecords = flags.snapshotEvery === undefined ? undefined : parseLsn(flags.snapshotEvery, '--snapshot-every');
-        const metricsPort = flags.metricsPort === undefined ? undefined : parseLsn(flags.metricsPort, '--metrics-port');
+        const metricsPort = flags.metricsPort === undefined ? undefined : parsePort(flags.metricsPort, '--metrics-port');
         const processor = await loadProcessor(flags.processor);
         // A long-running worker: structured info logs on stderr are its operational record.
         if (!process.env.CAIRN_LOG_LEVEL && !ctx.globals.quiet) ctx.logger.level = 'info';
