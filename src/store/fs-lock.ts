@@ -1,64 +1,49 @@
 import { randomBytes } from 'node:crypto';
-import { constants as fsc } from 'node:fs';
-import { mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { link, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CairnError } from '../core/errors.js';
+import { currentProcess, liveness, type ProcessIdentity } from '../core/process-identity.js';
 
 /**
  * A lock file per key, so conditional writes are atomic between processes on one machine
  * (the embedded store's only concurrency story; S3 does this server-side).
  *
- * The lock is a file created with O_EXCL holding `{pid, host, nonce, t}`. A lock whose
- * holder is dead (same host, pid gone) or that is older than `staleMs` is broken. Breaking
- * is itself guarded by a short-lived `.break` lock and re-checks the lock's content under
- * it, so two breakers can never delete a fresh lock that a third process just took.
+ * The lock holds its owner's identity (host, pid, process start time, boot id) and is put in
+ * place with link(2), which fails if the name exists: the file appears complete or not at
+ * all, so there is no torn lock to judge. A lock is broken only when its holder is provably
+ * dead (same host, and the pid is gone or now belongs to another process). A holder that is
+ * alive keeps its lock however long it is paused — a GC pause, SIGSTOP, a debugger — because
+ * breaking it by age would let a paused writer rename a stale value over a newer one after
+ * its precondition check. A lock held from another host cannot be judged and is never
+ * broken: waiting fails retryably with a message naming the file to remove by hand.
  */
 export interface LockOptions {
-  /** A lock older than this is considered abandoned (the critical section is milliseconds). */
-  staleMs: number;
   /** Give up (STORE_UNAVAILABLE, retryable) after waiting this long. */
   timeoutMs: number;
 }
 
-interface LockContent {
-  pid: number;
-  host: string;
+interface LockContent extends ProcessIdentity {
   nonce: string;
   t: number;
 }
 
-const HOST = hostname();
-
-export function pidAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: the process exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Takes the lock at `path`; resolves to a release function. */
 export async function acquireFileLock(path: string, options: LockOptions): Promise<() => Promise<void>> {
-  const content: LockContent = { pid: process.pid, host: HOST, nonce: randomBytes(8).toString('hex'), t: Date.now() };
+  const content: LockContent = { ...currentProcess(), nonce: randomBytes(8).toString('hex'), t: Date.now() };
   const text = JSON.stringify(content);
   const deadline = Date.now() + options.timeoutMs;
   for (let attempt = 0; ; attempt++) {
-    if (await tryCreate(path, text)) {
-      return () => releaseIfOurs(path, text);
-    }
+    if (await tryCreate(path, text, content.nonce)) return () => releaseIfOurs(path, text);
     const seen = await inspect(path);
-    if (seen === undefined) continue; // released between our create and our read: try again now
-    if (isStale(seen, options.staleMs)) {
+    if (seen === undefined) continue; // released between our attempt and our read: try again now
+    if (isAbandoned(seen)) {
       await breakLock(path, seen);
       continue;
     }
     if (Date.now() > deadline) {
-      throw new CairnError('STORE_UNAVAILABLE', `timed out after ${options.timeoutMs}ms waiting for lock ${path}`, {
+      const holder = seen.parsed ? `pid ${seen.parsed.pid} on ${seen.parsed.host}` : 'an unknown holder';
+      throw new CairnError('STORE_UNAVAILABLE', `timed out after ${options.timeoutMs}ms waiting for lock ${path}, held by ${holder} (remove the file only if that process is gone)`, {
         details: { lock: path, holder: seen.text },
       });
     }
@@ -67,26 +52,27 @@ export async function acquireFileLock(path: string, options: LockOptions): Promi
   }
 }
 
-async function tryCreate(path: string, text: string): Promise<boolean> {
+/** Writes the content beside the lock, then links it into place: complete or absent. */
+async function tryCreate(path: string, text: string, nonce: string): Promise<boolean> {
+  const staged = `${path}.${nonce}`;
   for (let i = 0; ; i++) {
     try {
-      const fh = await open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o644);
-      try {
-        await fh.writeFile(text);
-      } finally {
-        await fh.close();
-      }
-      return true;
+      await writeFile(staged, text, { flag: 'wx' });
+      break;
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST') return false;
       // The folder may have just been removed by a delete that pruned empty parents.
-      if (code === 'ENOENT' && i < 5) {
-        await mkdir(dirname(path), { recursive: true });
-        continue;
-      }
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || i >= 5) throw err;
+      await mkdir(dirname(path), { recursive: true });
     }
+  }
+  try {
+    await link(staged, path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  } finally {
+    await unlinkQuiet(staged);
   }
 }
 
@@ -112,28 +98,26 @@ async function inspect(path: string): Promise<Seen | undefined> {
   }
 }
 
-function isStale(seen: Seen, staleMs: number): boolean {
-  const age = Date.now() - seen.mtimeMs;
-  if (age > staleMs) return true;
-  // Empty or torn content: the holder died between creating and writing the file. A live
-  // holder writes within microseconds, so a second's grace is plenty.
-  if (!seen.parsed) return age > 1000;
-  return seen.parsed.host === HOST && !pidAlive(seen.parsed.pid);
+function isAbandoned(seen: Seen): boolean {
+  // Unreadable content can only come from a writer that predates link-based creation and
+  // died between creating and filling the file; such a writer filled it within microseconds.
+  if (!seen.parsed) return Date.now() - seen.mtimeMs > 1000;
+  return liveness(seen.parsed) === 'dead';
 }
 
 async function breakLock(path: string, seen: Seen): Promise<void> {
   const breaker = `${path}.break`;
-  if (!(await tryCreate(breaker, String(process.pid)))) {
-    // Someone else is breaking it. A breaker that died mid-way leaves its file: drop it
-    // once old (breaking takes milliseconds), then let the caller poll again.
+  if (!(await tryCreate(breaker, JSON.stringify(currentProcess()), randomBytes(8).toString('hex')))) {
+    // Someone else is breaking it. A breaker that died mid-way leaves its file: drop it once
+    // its holder is gone, then let the caller poll again.
     const b = await inspect(breaker);
-    if (b && Date.now() - b.mtimeMs > 5000) await unlinkQuiet(breaker);
+    if (b && (b.parsed ? liveness(b.parsed) === 'dead' : Date.now() - b.mtimeMs > 5000)) await unlinkQuiet(breaker);
     else await sleep(2);
     return;
   }
   try {
     const now = await inspect(path);
-    // Only the exact lock we judged stale may go; a new holder writes a different nonce.
+    // Only the exact lock we judged abandoned may go; a new holder writes a different nonce.
     if (now && now.text === seen.text) await unlinkQuiet(path);
   } finally {
     await unlinkQuiet(breaker);
@@ -142,7 +126,7 @@ async function breakLock(path: string, seen: Seen): Promise<void> {
 
 async function releaseIfOurs(path: string, text: string): Promise<void> {
   const now = await inspect(path);
-  // If we were paused past staleMs and someone broke our lock, theirs is not ours to drop.
+  // Never true for a live holder today; kept so a release can never drop another's lock.
   if (now && now.text === text) await unlinkQuiet(path);
 }
 

@@ -4,6 +4,7 @@ import { copyFile, mkdir, open, rename, rmdir, stat, unlink, utimes } from 'node
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CairnError } from '../core/errors.js';
+import { failpoint } from '../core/failpoints.js';
 import { acquireFileLock } from './fs-lock.js';
 import {
   cloneAndSync,
@@ -28,8 +29,6 @@ import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferPr
 export interface FsObjectStoreOptions {
   /** Absolute (or cwd-relative) root folder; created on first write. */
   root: string;
-  /** A key lock older than this is broken even if its holder looks alive. Default 30 s. */
-  lockStaleMs?: number;
   /** How long a write waits for a key lock before failing retryably. Default 60 s. */
   lockTimeoutMs?: number;
 }
@@ -55,7 +54,6 @@ export class FsObjectStore implements ObjectStore {
   };
   readonly url: string;
   readonly root: string;
-  private readonly lockStaleMs: number;
   private readonly lockTimeoutMs: number;
   /** Same-process writers queue here instead of polling the lock file. */
   private readonly inProcess = new Map<string, Promise<void>>();
@@ -64,7 +62,6 @@ export class FsObjectStore implements ObjectStore {
     const o = typeof options === 'string' ? { root: options } : options;
     this.root = resolve(o.root);
     this.url = pathToFileURL(this.root).href;
-    this.lockStaleMs = o.lockStaleMs ?? 30_000;
     this.lockTimeoutMs = o.lockTimeoutMs ?? 60_000;
   }
 
@@ -286,6 +283,9 @@ export class FsObjectStore implements ObjectStore {
         if (cond?.ifMatch !== undefined && (!current || etagOf(current) !== unquoteEtag(cond.ifMatch))) {
           throw new CairnError('CONDITION_FAILED', `put ${key}: ETag does not match`, { details: { key, expected: cond.ifMatch } });
         }
+        // Between the check and the rename: however long a writer pauses here, the lock it
+        // holds is not broken while it lives, so no other write can slip in between.
+        if (cond?.ifMatch !== undefined) failpoint('fs-conditional-put:checked');
         let st = await stat(tmp, { bigint: true });
         // ETags are ino-size-mtime. Keeping mtime strictly increasing per key means a reused
         // inode with the same size inside one clock tick can never repeat an older ETag.
@@ -314,7 +314,7 @@ export class FsObjectStore implements ObjectStore {
     try {
       const lockPath = this.lockPathOf(key);
       await mkdir(dirname(lockPath), { recursive: true });
-      const release = await acquireFileLock(lockPath, { staleMs: this.lockStaleMs, timeoutMs: this.lockTimeoutMs });
+      const release = await acquireFileLock(lockPath, { timeoutMs: this.lockTimeoutMs });
       try {
         return await fn();
       } finally {

@@ -12,10 +12,14 @@
  *   create      tries to create `keys` with put(ifNoneMatch '*'); reports the ones it won.
  *   checkpoint  checkpoints the given (already staged) captures in order through its own
  *               SnapshotRepository; reports each result.
+ *   publish     moves latest.json to one entry with publishPointer (no snapshot folder needed);
+ *               with CAIRN_FAILPOINTS it can be paused inside the store's conditional write.
  */
 import { createInterface } from 'node:readline';
 import { CairnError } from '../../src/core/errors.js';
+import { publishPointer } from '../../src/snapshots/pointer.js';
 import { SnapshotRepository } from '../../src/snapshots/repository.js';
+import type { RetainedEntry } from '../../src/snapshots/schemas.js';
 import type { Capture, CapturedFile } from '../../src/state/types.js';
 import { FsObjectStore } from '../../src/store/fs.js';
 import type { ObjectStore } from '../../src/store/types.js';
@@ -30,7 +34,8 @@ export type ChildJob =
       retain: number;
       node: string;
       captures: Array<{ dir: string; lsn: number; files: CapturedFile[] }>;
-    };
+    }
+  | { kind: 'publish'; root: string; partition: string; entry: RetainedEntry; retain: number };
 
 async function counter(store: ObjectStore, key: string, increments: number): Promise<{ conflicts: number }> {
   let conflicts = 0;
@@ -91,6 +96,7 @@ async function main(): Promise<void> {
   let done: unknown;
   if (job.kind === 'counter') done = await counter(store, job.key, job.increments);
   else if (job.kind === 'create') done = await create(store, job.keys, job.tag);
+  else if (job.kind === 'publish') done = { status: (await publishPointer(store, job.partition, job.entry, { retain: job.retain })).status };
   else done = await checkpoints(store, job);
   process.stdout.write(`${JSON.stringify({ done })}\n`);
 }
