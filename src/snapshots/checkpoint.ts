@@ -5,7 +5,7 @@ import { newSnapshotId } from '../core/ids.js';
 import { badInput } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Capture, CapturedFile } from '../state/types.js';
-import type { ObjectStore } from '../store/types.js';
+import type { CopyOptions, ObjectStore } from '../store/types.js';
 import { isTableFile, layout } from './layout.js';
 import { deleteSnapshotFolder, publishPointer, readLatest, readMetadata, type PointerRead } from './pointer.js';
 import { releaseUnusedPin } from './pins.js';
@@ -30,9 +30,10 @@ export interface CheckpointOptions {
   signal?: AbortSignal;
 }
 
+/** `damaged`: stored objects a copy refused (no longer the recorded bytes); ours were uploaded instead. */
 export type CheckpointResult =
-  | { status: 'published'; metadata: SnapshotMetadata; evicted: string[] }
-  | { status: 'superseded'; metadata: SnapshotMetadata; currentLsn: number };
+  | { status: 'published'; metadata: SnapshotMetadata; evicted: string[]; damaged: Array<{ key: string; reason: string }> }
+  | { status: 'superseded'; metadata: SnapshotMetadata; currentLsn: number; damaged: Array<{ key: string; reason: string }> };
 
 async function hashOf(file: CapturedFile, cache: Map<string, string> | undefined): Promise<string> {
   const cacheKey = `${file.name}:${file.size}`;
@@ -76,24 +77,30 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
   const files: SnapshotFile[] = [];
   let metadataWritten = false;
 
+  const damaged: CheckpointResult['damaged'] = [];
   const transfer = async (file: CapturedFile): Promise<SnapshotFile> => {
     const sha256 = await hashOf(file, options.hashCache ?? capture.tableHashes);
     const key = layout.file(path, file.name);
     const prior = previous.get(file.name);
-    if (isTableFile(file.name) && prior && prior.size === file.size && prior.sha256 === sha256) {
+    const expect = isTableFile(file.name) && prior && prior.size === file.size && prior.sha256 === sha256 ? copyCondition(store, prior) : undefined;
+    if (prior && expect) {
       try {
-        await store.copy(prior.key, key, { size: file.size });
+        const { etag } = await store.copy(prior.key, key, { size: file.size, expect });
         stats.copiedBytes += file.size;
         progress(file.size);
-        return { name: file.name, size: file.size, sha256, key };
+        return { name: file.name, size: file.size, sha256, key, etag };
       } catch (err) {
         // Evicted by a racing uploader between our read and the copy: send our own bytes.
-        if (!isCairnError(err, 'NOT_FOUND')) throw err;
+        // Damaged (no longer the recorded bytes): never copy it forward; send ours, say so.
+        if (isCairnError(err, 'CORRUPT')) {
+          damaged.push({ key: prior.key, reason: err.message });
+          options.logger?.warn({ partition: options.partition, key: prior.key, err: err.message }, 'stored table is damaged; uploading this checkpoint its own copy');
+        } else if (!isCairnError(err, 'NOT_FOUND')) throw err;
       }
     }
-    await store.uploadFile(key, file.path, { onBytes: progress, ...(options.signal ? { signal: options.signal } : {}) });
+    const { etag } = await store.uploadFile(key, file.path, { onBytes: progress, ...(options.signal ? { signal: options.signal } : {}) });
     stats.uploadedBytes += file.size;
-    return { name: file.name, size: file.size, sha256, key };
+    return { name: file.name, size: file.size, sha256, key, etag };
   };
 
   try {
@@ -125,11 +132,11 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
     });
     if (published.status === 'superseded') {
       await deleteSnapshotFolder(store, path);
-      return { status: 'superseded', metadata, currentLsn: published.current.lsn };
+      return { status: 'superseded', metadata, currentLsn: published.current.lsn, damaged };
     }
     for (const old of published.evicted) await deleteSnapshotFolder(store, old.path);
     if (metadata.parent) await releaseUnusedPin(store, metadata, published.pointer.retained, options.logger);
-    return { status: 'published', metadata, evicted: published.evicted.map((e) => e.path) };
+    return { status: 'published', metadata, evicted: published.evicted.map((e) => e.path), damaged };
   } catch (err) {
     queue.clear();
     await queue.onIdle().catch(() => undefined);
@@ -139,6 +146,16 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
     }
     throw err;
   }
+}
+
+/**
+ * What a copy of `prior` must be held to, on this store; undefined when the store cannot
+ * check what was recorded (an ETag from before ETags were recorded): then the checkpoint
+ * uploads its own bytes rather than copy an object nothing vouches for.
+ */
+function copyCondition(store: ObjectStore, prior: SnapshotFile): CopyOptions['expect'] | undefined {
+  if (store.capabilities.copyVerifies === 'sha256') return { sha256: prior.sha256 };
+  return prior.etag === undefined ? undefined : { etag: prior.etag };
 }
 
 /** After a failed publish the PUT may still have landed; only a clear "no" allows deletion. */

@@ -16,6 +16,12 @@ export const snapshotFileSchema = z.object({
   sha256,
   /** The object key holding the bytes: this snapshot's folder, or an ancestor's for a fork. */
   key: z.string().min(1),
+  /**
+   * The store's ETag of `key` as written. A later checkpoint duplicates the object only on
+   * a store that confirms the ETag is unchanged (see StoreCapabilities.copyVerifies), so a
+   * damaged object is never copied forward. Absent in snapshots written before it existed.
+   */
+  etag: z.string().min(1).optional(),
 });
 
 export const metadataSchema = z.object({

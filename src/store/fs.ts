@@ -4,6 +4,7 @@ import { copyFile, mkdir, open, rename, rmdir, stat, unlink, utimes } from 'node
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CairnError } from '../core/errors.js';
+import { sha256File } from '../core/checksums.js';
 import { failpoint } from '../core/failpoints.js';
 import { acquireFileLock } from './fs-lock.js';
 import {
@@ -24,7 +25,7 @@ import {
   unlinkQuiet,
 } from './fs-util.js';
 import { checkPutOptions, RESERVED_SEGMENT_PREFIX, throwIfAborted, unquoteEtag, validateFolderPrefix, validateKey, validatePrefix, validateRange } from './keys.js';
-import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
+import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
 
 export interface FsObjectStoreOptions {
   /** Absolute (or cwd-relative) root folder; created on first write. */
@@ -51,6 +52,8 @@ export class FsObjectStore implements ObjectStore {
     conditionalWrite: true,
     rangedRead: true,
     maxSingleCopyBytes: Number.MAX_SAFE_INTEGER,
+    // A local copy reads the bytes anyway (or reflinks them), so it can afford to hash them.
+    copyVerifies: 'sha256',
   };
   readonly url: string;
   readonly root: string;
@@ -170,24 +173,31 @@ export class FsObjectStore implements ObjectStore {
     });
   }
 
-  async copy(from: string, to: string): Promise<void> {
+  async copy(from: string, to: string, options?: CopyOptions): Promise<{ etag: string }> {
     const source = this.pathOf(from);
     const target = this.pathOf(to);
+    const expect = options?.expect;
     if (from === to) {
-      await this.head(from);
-      return;
+      const { etag } = await this.head(from);
+      if (expect?.sha256 !== undefined) checkSha256(from, (await sha256File(source)).sha256, expect.sha256);
+      return { etag };
     }
-    await fsOp('copy', from, async () => {
+    return fsOp('copy', from, async () => {
       const st = await statOrUndefined(source);
       if (!st?.isFile()) throw notFound(from);
+      if (expect?.etag !== undefined && etagOf(st) !== unquoteEtag(expect.etag)) {
+        throw new CairnError('CORRUPT', `copy ${from}: the object changed since it was recorded (ETag); not copied`, { details: { key: from } });
+      }
       const tmp = await this.writeTemp(target, async (t) => {
         await cloneAndSync(source, t).catch(async (err: NodeJS.ErrnoException) => {
           // The source vanished between our stat and the copy.
           if (err.code === 'ENOENT' && !(await exists(source))) throw notFound(from);
           throw err;
         });
+        // Hash what landed, not the source: these are exactly the bytes the new object holds.
+        if (expect?.sha256 !== undefined) checkSha256(from, (await sha256File(t)).sha256, expect.sha256);
       });
-      await this.commit(to, target, tmp);
+      return { etag: (await this.commit(to, target, tmp)).etag };
     }, true);
   }
 
@@ -336,6 +346,12 @@ export class FsObjectStore implements ObjectStore {
       }
       dir = dirname(dir);
     }
+  }
+}
+
+function checkSha256(key: string, actual: string, expected: string): void {
+  if (actual !== expected) {
+    throw new CairnError('CORRUPT', `copy ${key}: its bytes no longer hash to the recorded sha256; not copied`, { details: { key, expected, actual } });
   }
 }
 

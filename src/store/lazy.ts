@@ -1,4 +1,4 @@
-import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
+import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
 
 /**
  * An ObjectStore whose backend is built on first use. The S3 backend pulls in the AWS SDK
@@ -39,7 +39,7 @@ export class LazyObjectStore implements ObjectStore {
     return (await this.backend()).downloadFile(key, path, options);
   }
 
-  async copy(from: string, to: string, options?: { size?: number }): Promise<void> {
+  async copy(from: string, to: string, options?: CopyOptions): Promise<{ etag: string }> {
     return (await this.backend()).copy(from, to, options);
   }
 

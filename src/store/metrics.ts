@@ -1,6 +1,6 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { isCairnError } from '../core/errors.js';
-import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
+import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
 
 export interface StoreMetricsSnapshot {
   /** op -> outcome ('ok' or an error code such as 'NOT_FOUND') -> count. */
@@ -91,11 +91,12 @@ class MeteredStore implements MeteredObjectStore {
     return res;
   }
 
-  async copy(from: string, to: string, options?: { size?: number }): Promise<void> {
-    await this.measure('copy', () => this.inner.copy(from, to, options));
+  async copy(from: string, to: string, options?: CopyOptions): Promise<{ etag: string }> {
+    const res = await this.measure('copy', () => this.inner.copy(from, to, options));
     const size = options?.size ?? 0;
     this.copiedBytes += size;
     this.prom?.copied.inc({ backend: this.backend }, size);
+    return res;
   }
 
   delete(keys: string[]): Promise<void> {

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CairnError } from '../core/errors.js';
-import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
+import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
 
 export interface RetryOptions {
   /** Total attempts including the first (1 = no retry). */
@@ -79,7 +79,7 @@ class RetryingStore implements ObjectStore {
     return this.run('downloadFile', key, options?.signal, () => this.inner.downloadFile(key, path, progress.forAttempt()));
   }
 
-  copy(from: string, to: string, options?: { size?: number }): Promise<void> {
+  copy(from: string, to: string, options?: CopyOptions): Promise<{ etag: string }> {
     return this.run('copy', from, undefined, () => this.inner.copy(from, to, options));
   }
 

@@ -17,13 +17,13 @@ import {
   type StorageClass,
 } from '@aws-sdk/client-s3';
 import PQueue from 'p-queue';
-import { CairnError } from '../core/errors.js';
+import { CairnError, isCairnError } from '../core/errors.js';
 import { checkPutOptions, throwIfAborted, unquoteEtag, validateFolderPrefix, validateKey, validatePrefix, validateRange } from './keys.js';
 import { mapS3Error, type S3ErrorContext } from './s3-errors.js';
 import { buildClient } from './s3-client.js';
 import { s3Capabilities, s3Url, type S3ObjectStoreOptions } from './s3-options.js';
 import { ByteBudget, localSize, partRanges, readExactly, runAllOrAbort, withPartRetry, writeAt, writeWhole, type Range } from './transfer.js';
-import type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
+import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
 
 export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3-client.js';
 
@@ -163,24 +163,32 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async copy(from: string, to: string, options?: { size?: number }): Promise<void> {
+  async copy(from: string, to: string, options?: CopyOptions): Promise<{ etag: string }> {
     const source = this.fullKey(from);
     const target = this.fullKey(to);
+    const ifMatch = options?.expect?.etag;
     // S3 refuses to copy an object onto itself unchanged; the result would be the same anyway.
     if (from === to) {
-      await this.head(from);
-      return;
+      const { etag } = await this.head(from);
+      if (ifMatch !== undefined && etag !== unquoteEtag(ifMatch)) throw sourceChanged(from, ifMatch, etag);
+      return { etag };
     }
     const size = options?.size ?? (await this.head(from)).size;
     const CopySource = `${this.bucket}/${encodeKey(source)}`;
+    // The store itself refuses to copy a source whose ETag is no longer the recorded one.
+    const CopySourceIfMatch = ifMatch === undefined ? undefined : quote(ifMatch);
+    const refused = (err: unknown): never => {
+      if (CopySourceIfMatch !== undefined && isCairnError(err, 'CONDITION_FAILED')) throw sourceChanged(from, ifMatch!, undefined, err);
+      throw err;
+    };
     if (size <= this.capabilities.maxSingleCopyBytes) {
-      await this.call({ op: 'copy', key: from }, () =>
-        this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: target, CopySource, ...this.classParam() })),
-      );
-      return;
+      const res = await this.call({ op: 'copy', key: from }, () =>
+        this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: target, CopySource, CopySourceIfMatch, ...this.classParam() })),
+      ).catch(refused);
+      return { etag: unquoteEtag(res.CopyObjectResult?.ETag) };
     }
     const partSize = Math.max(this.copyPartSize, Math.ceil(size / 10_000));
-    await this.multipart(to, target, partRanges(size, partSize), undefined, async (UploadId, PartNumber, range, signal) => {
+    const etag = await this.multipart(to, target, partRanges(size, partSize), undefined, async (UploadId, PartNumber, range, signal) => {
       const res = await this.client.send(
         new UploadPartCopyCommand({
           Bucket: this.bucket,
@@ -188,12 +196,14 @@ export class S3ObjectStore implements ObjectStore {
           UploadId,
           PartNumber,
           CopySource,
+          CopySourceIfMatch,
           CopySourceRange: `bytes=${range.start}-${range.end - 1}`,
         }),
         { abortSignal: signal },
       );
       return res.CopyPartResult?.ETag;
-    });
+    }).catch(refused);
+    return { etag };
   }
 
   async delete(keys: string[]): Promise<void> {
@@ -401,6 +411,13 @@ export class S3ObjectStore implements ObjectStore {
   private relative(fullKey: string): string {
     return this.prefix && fullKey.startsWith(`${this.prefix}/`) ? fullKey.slice(this.prefix.length + 1) : fullKey;
   }
+}
+
+function sourceChanged(from: string, expected: string, actual: string | undefined, cause?: unknown): CairnError {
+  return new CairnError('CORRUPT', `copy ${from}: the object is no longer the one recorded (ETag ${actual ?? 'differs'}, expected ${unquoteEtag(expected)}); not copied`, {
+    ...(cause === undefined ? {} : { cause }),
+    details: { key: from, expectedEtag: unquoteEtag(expected), ...(actual ? { actualEtag: actual } : {}) },
+  });
 }
 
 function quote(etag: string): string {

@@ -15,6 +15,13 @@ export interface StoreCapabilities {
   readonly rangedRead: boolean;
   /** Largest object `copy` moves in one request; above it the backend copies in parts. */
   readonly maxSingleCopyBytes: number;
+  /**
+   * What `copy` can hold the source to (CopyOptions.expect): 'etag' — the store refuses the
+   * copy unless the source still has the ETag recorded when it was written (S3's
+   * x-amz-copy-source-if-match); 'sha256' — the bytes are hashed on their way and the copy
+   * is refused unless they hash to the recorded sha256 (the filesystem store).
+   */
+  readonly copyVerifies: 'etag' | 'sha256';
 }
 
 export interface ObjectInfo {
@@ -29,6 +36,17 @@ export interface PutOptions {
   /** '*' = write only if no object exists at the key. */
   ifNoneMatch?: '*';
   contentType?: string;
+}
+
+export interface CopyOptions {
+  /** The source's size when known, which spares a HEAD (and decides single vs part copy). */
+  size?: number;
+  /**
+   * Copy only bytes that are still what was recorded. A source that no longer matches is
+   * CORRUPT (details.key = the source), and nothing is written at the target: a damaged
+   * object must never be duplicated into a new snapshot.
+   */
+  expect?: { etag?: string; sha256?: string };
 }
 
 export interface TransferProgress {
@@ -66,8 +84,8 @@ export interface ObjectStore {
   uploadFile(key: string, path: string, options?: TransferProgress): Promise<{ etag: string; size: number }>;
   /** An object to a local file, streamed (the file is created or truncated). */
   downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult>;
-  /** Server-side copy where the backend can; never modifies `from`. */
-  copy(from: string, to: string, options?: { size?: number }): Promise<void>;
+  /** Server-side copy where the backend can; never modifies `from`. Returns the target's ETag. */
+  copy(from: string, to: string, options?: CopyOptions): Promise<{ etag: string }>;
   /** Deletes; absent keys are not an error. */
   delete(keys: string[]): Promise<void>;
   /** Every object whose key starts with `prefix`, in key order. */

@@ -1,4 +1,4 @@
-import type { ObjectInfo, ObjectStore, PutOptions, TransferProgress } from '../../src/store/types.js';
+import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, TransferProgress } from '../../src/store/types.js';
 
 /**
  * Counts every request made through an ObjectStore (list counts once per call, however many
@@ -67,7 +67,7 @@ export class CountingStore implements ObjectStore {
     return this.inner.downloadFile(key, path, options);
   }
 
-  async copy(from: string, to: string, options?: { size?: number }) {
+  async copy(from: string, to: string, options?: CopyOptions) {
     this.note('copy', to);
     await this.slow();
     return this.inner.copy(from, to, options);

@@ -1,7 +1,7 @@
 import { open } from 'node:fs/promises';
 import { CairnError, type ErrorCode } from '../../src/core/errors.js';
 import { sha256File } from '../../src/core/checksums.js';
-import type { DownloadOptions, DownloadResult, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from '../../src/store/types.js';
+import type { CopyOptions, DownloadOptions, DownloadResult, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from '../../src/store/types.js';
 
 /**
  * A fault injector over a real ObjectStore (never a stand-in for one): selected calls fail
@@ -187,7 +187,7 @@ export class FaultyStore implements ObjectStore {
     });
   }
 
-  copy(from: string, to: string, options?: { size?: number }): Promise<void> {
+  copy(from: string, to: string, options?: CopyOptions): Promise<{ etag: string }> {
     return this.call('copy', to, () => this.inner.copy(from, to, options));
   }
 

@@ -223,6 +223,22 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       expect((await store.get(`${k}/src`)).body.equals(data)).toBe(true);
     });
 
+    it('copy returns the target ETag, and copies only a source that is still what was recorded', async () => {
+      const k = p();
+      const data = randomBytes(4096);
+      const src = await store.put(`${k}/src`, data);
+      const recorded = store.capabilities.copyVerifies === 'etag' ? { etag: src.etag } : { sha256: sha256Of(data) };
+      const copied = await store.copy(`${k}/src`, `${k}/dst`, { size: data.length, expect: recorded });
+      expect(copied.etag).toBe((await store.head(`${k}/dst`)).etag);
+      // The object is replaced by other bytes of the same size (a damaged or rewritten object).
+      const other = Buffer.from(data);
+      other[100] = other[100]! ^ 0xff;
+      await store.put(`${k}/src`, other);
+      await expectCode(store.copy(`${k}/src`, `${k}/dst2`, { size: data.length, expect: recorded }), 'CORRUPT');
+      await expectCode(store.head(`${k}/dst2`), 'NOT_FOUND');
+      await expectCode(store.copy(`${k}/src`, `${k}/src`, { expect: recorded }), 'CORRUPT');
+    });
+
     it('copy handles objects above the single-copy threshold (in parts where the backend needs them)', async () => {
       const k = p();
       const limit = store.capabilities.maxSingleCopyBytes;
@@ -231,8 +247,10 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       const file = join(scratch, 'copy-big');
       await writeFile(file, randomBytes(size));
       await store.uploadFile(`${k}/src`, file);
-      await store.copy(`${k}/src`, `${k}/dst`, { size });
+      const recorded = store.capabilities.copyVerifies === 'etag' ? { etag: (await store.head(`${k}/src`)).etag } : { sha256: await sha256(file) };
+      await store.copy(`${k}/src`, `${k}/dst`, { size, expect: recorded });
       await store.copy(`${k}/src`, `${k}/dst-nosize`);
+      await expectCode(store.copy(`${k}/src`, `${k}/dst-wrong`, { size, expect: store.capabilities.copyVerifies === 'etag' ? { etag: 'ffffffffffffffffffffffffffffffff' } : { sha256: '0'.repeat(64) } }), 'CORRUPT');
       for (const key of [`${k}/dst`, `${k}/dst-nosize`]) {
         expect((await store.head(key)).size).toBe(size);
         const out = join(scratch, 'copy-big.out');
@@ -314,4 +332,8 @@ export async function collect(it: AsyncIterable<ObjectInfo>): Promise<ObjectInfo
 
 export async function sha256(path: string): Promise<string> {
   return createHash('sha256').update(await readFile(path)).digest('hex');
+}
+
+function sha256Of(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
 }
