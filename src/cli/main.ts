@@ -5,6 +5,7 @@ import { registerCoordinator } from './commands/coordinator.js';
 import { registerDemo } from './commands/demo.js';
 import { registerFork } from './commands/fork.js';
 import { registerLog } from './commands/log.js';
+import { registerPointer } from './commands/pointer.js';
 import { registerRestore } from './commands/restore.js';
 import { registerRun } from './commands/run.js';
 import { registerSnapshots } from './commands/snapshots.js';
@@ -23,7 +24,7 @@ export function buildProgram(): Command {
     .exitOverride();
   // Usage errors are exit 2 with one line, like every other bad input.
   program.configureOutput({ outputError: (str, write) => write(`cairn: error: ${str.replace(/^error: /, '').trim()} [BAD_INPUT]\n`) });
-  for (const register of [registerDemo, registerLog, registerRun, registerCheckpoint, registerSnapshots, registerRestore, registerVerify, registerState, registerFork, registerCoordinator]) register(program);
+  for (const register of [registerDemo, registerLog, registerRun, registerCheckpoint, registerSnapshots, registerPointer, registerRestore, registerVerify, registerState, registerFork, registerCoordinator]) register(program);
   for (const cmd of allCommands(program)) cmd.exitOverride().configureOutput(program.configureOutput());
   return program;
 }

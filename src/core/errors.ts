@@ -29,6 +29,8 @@ export const ERROR_CODES = {
   NO_SNAPSHOT: { retryable: false, exit: 1 },
   /** The local state folder is open by another process or otherwise unusable. */
   STATE_UNAVAILABLE: { retryable: false, exit: 1 },
+  /** A local disk (state, staging, restore target or the filesystem store) is full. Freeing space fixes it. */
+  DISK_FULL: { retryable: true, exit: 1 },
   /** The user's processor threw or returned something invalid. */
   PROCESSOR_FAILED: { retryable: false, exit: 1 },
   /** The operation was cancelled (signal, shutdown). */
@@ -72,11 +74,23 @@ export function isCairnError(err: unknown, code?: ErrorCode): err is CairnError 
   return err instanceof CairnError && (code === undefined || err.code === code);
 }
 
-/** Wraps anything thrown into a CairnError, keeping CairnErrors as they are. */
+/**
+ * Wraps anything thrown into a CairnError, keeping CairnErrors as they are. A full disk is
+ * DISK_FULL wherever it surfaces (Node's ENOSPC, or LevelDB's "No space left on device"
+ * inside an IO error), so no layer needs to know every path a write can take.
+ */
 export function toCairnError(err: unknown, fallback: ErrorCode = 'INTERNAL'): CairnError {
   if (err instanceof CairnError) return err;
   const message = err instanceof Error ? err.message : String(err);
+  if (isDiskFull(err)) return new CairnError('DISK_FULL', `no space left on device: ${message}`, { cause: err });
   return new CairnError(fallback, message, { cause: err });
+}
+
+export function isDiskFull(err: unknown): boolean {
+  for (let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (e.code === 'ENOSPC' || (typeof e.message === 'string' && /No space left on device/i.test(e.message))) return true;
+  }
+  return false;
 }
 
 export function badInput(message: string, details?: Record<string, unknown>): CairnError {

@@ -35,13 +35,17 @@ export interface BootstrapContext {
   onProgress?: (done: number, total: number) => void;
 }
 
-async function openLocal(ctx: BootstrapContext): Promise<{ state?: PartitionState; problem?: string }> {
+async function openLocal(ctx: BootstrapContext): Promise<{ state?: PartitionState; problem?: string; damaged?: boolean }> {
   if (!existsSync(ctx.dir)) return { problem: 'no local state' };
   try {
     const state = await PartitionState.open(ctx.dir, { create: false, partition: ctx.partition });
     return { state };
   } catch (err) {
-    if (isCairnError(err, 'CORRUPT') || isCairnError(err, 'NOT_FOUND')) return { problem: `local state unusable: ${err.message}` };
+    if (isCairnError(err, 'CORRUPT')) {
+      ctx.logger.error({ partition: ctx.partition, err: err.toJSON() }, 'local state is damaged; it will be replaced');
+      return { problem: `local state unusable: ${err.message}`, damaged: true };
+    }
+    if (isCairnError(err, 'NOT_FOUND')) return { problem: `local state unusable: ${err.message}` };
     throw err;
   }
 }
@@ -136,6 +140,8 @@ export async function openOrBootstrap(ctx: BootstrapContext): Promise<OpenedStat
     return { state, source: 'bootstrap', reason: `${local.problem ?? 'no local state'}${gap}`, restore };
   }
   if (info.start > 0) throw trimGapError(ctx.partition, 0, info.start, undefined);
+  // No snapshot, and the whole log is there: damaged state is rebuilt by replaying all of it.
+  if (local.damaged) await rm(ctx.dir, { recursive: true, force: true });
   const state = await PartitionState.open(ctx.dir, { create: true, partition: ctx.partition });
   return { state, source: 'empty', ...(local.problem ? { reason: local.problem } : {}) };
 }

@@ -7,6 +7,8 @@ import type { Logger } from '../core/logger.js';
 import { SNAPSHOT_ID, validatePartition } from '../core/names.js';
 import type { Log, LogRecord } from '../log/types.js';
 import type { CheckpointResult, SnapshotRepository } from '../snapshots/repository.js';
+import { removeAbandonedRestores } from '../snapshots/restore-workdir.js';
+import { isLocalCorruption } from '../state/integrity.js';
 import { PartitionState } from '../state/partition-state.js';
 import { BatchWrites } from './batch.js';
 import { bootstrapFromSnapshot, openOrBootstrap, trimGapError, type OpenedState } from './bootstrap.js';
@@ -37,6 +39,8 @@ export interface PartitionProcessorOptions {
 
 /** How long a --stop-at-end run waits for records before deciding offsets below the end hold none. */
 const END_CONFIRM_WAIT_MS = 2000;
+/** Rebuilds of damaged local state one run may make before it gives up. */
+const MAX_REBUILDS = 3;
 /** Opens retried while a single-process log is briefly held elsewhere (about 5 s). */
 const LOG_BUSY_RETRIES = 20;
 
@@ -84,6 +88,9 @@ export class PartitionProcessor {
   private logOutageRetries = 0;
   private readonly results: CheckpointResult[] = [];
   private requested: { minLsn: number; settle: (o: SnapshotRequestOutcome) => void } | undefined;
+  /** Set when local state turned out damaged (a capture's table check, a failed read): rebuild before the next batch. */
+  private damage: CairnError | undefined;
+  private rebuilds = 0;
   readonly dir: string;
 
   constructor(private readonly options: PartitionProcessorOptions) {
@@ -171,6 +178,7 @@ export class PartitionProcessor {
     let confirmingEnd = 0;
     let endSeen = -1;
     while (!options.signal?.aborted) {
+      if (this.damage) await this.rebuildDamagedState(this.damage);
       if (this.requested && !this.inFlight) await this.serveSnapshotRequest();
       if (options.untilLsn !== undefined && this.appliedLsn >= options.untilLsn) {
         stoppedBy = 'until-lsn';
@@ -214,7 +222,14 @@ export class PartitionProcessor {
         continue;
       }
       confirmingEnd = 0;
-      const outcome = await this.applyBatch(records);
+      let outcome: { applied: number; skipped: number };
+      try {
+        outcome = await this.applyBatch(records);
+      } catch (err) {
+        if (!isLocalCorruption(err)) throw err;
+        this.damage = err; // nothing of the batch committed; rebuilt at the top of the loop
+        continue;
+      }
       applied += outcome.applied;
       skipped += outcome.skipped;
       await this.maybeSnapshot(records.length);
@@ -298,6 +313,8 @@ export class PartitionProcessor {
         }
         await processor.apply(record, batch.view);
       } catch (err) {
+        // Damaged local state surfaced through state.get: not this record's fault.
+        if (isLocalCorruption(err)) throw err;
         const undecodable = record.decodeError !== undefined;
         if (onBadRecord === 'skip') {
           batch.rollbackRecord();
@@ -353,6 +370,7 @@ export class PartitionProcessor {
         logger.info({ partition, status: r.status, lsn: r.metadata.lsn, snapshotId: r.metadata.snapshotId, stats: r.metadata.stats }, 'snapshot finished');
       },
       (err: unknown) => {
+        if (isLocalCorruption(err)) this.damage = err;
         this.snapshotRetryAt = Date.now() + 5_000;
         metrics?.snapshots.inc({ partition, status: 'failed' });
         logger.error({ partition, err: toCairnError(err).toJSON() }, 'snapshot failed; will retry');
@@ -386,33 +404,66 @@ export class PartitionProcessor {
   /** The log was trimmed past us while running (e.g. by the coordinator): re-bootstrap. */
   private async recoverFromTrimGap(): Promise<void> {
     const info = await this.options.log.info(this.logPartition);
-    const needed = this.appliedLsn + 1;
-    await this.drainSnapshot();
-    const latest = await this.options.repository.latest(this.options.partition);
-    if (!latest || latest.pointer.lsn + 1 < info.start) {
-      throw trimGapError(this.options.partition, needed, info.start, latest?.pointer.lsn);
+    await this.replaceState(this.appliedLsn + 1, info.start, `trim gap: the log starts at ${info.start}`);
+  }
+
+  /**
+   * Local state is damaged (a table failed its block checks, LevelDB reported corruption):
+   * nothing of it may be published or trusted, so it is replaced by the latest snapshot and
+   * the log is replayed from there. Repeated damage (a failing disk) stops the partition.
+   */
+  private async rebuildDamagedState(damage: CairnError): Promise<void> {
+    this.damage = undefined;
+    const { partition, logger } = this.options;
+    if (++this.rebuilds > MAX_REBUILDS) {
+      throw new CairnError('CORRUPT', `${partition}: local state was damaged again after ${MAX_REBUILDS} rebuilds (a failing disk?): ${damage.message}`, { cause: damage, details: damage.details ?? {} });
     }
+    logger.error({ partition, lsn: this.appliedLsn, err: damage.toJSON() }, 'local state is damaged; rebuilding it from the latest snapshot');
+    const info = await this.options.log.info(this.logPartition);
+    await this.replaceState(this.appliedLsn + 1, info.start, `damaged local state: ${damage.message}`, true);
+  }
+
+  /**
+   * Closes local state and restores the latest snapshot in its place, provided it covers the
+   * log start; a damaged state with no snapshot at all is rebuilt from an untrimmed log.
+   */
+  private async replaceState(needed: number, logStart: number, reason: string, discardable = false): Promise<void> {
+    const { partition, repository, logger } = this.options;
+    await this.drainSnapshot();
+    const latest = await repository.latest(partition);
+    const fromScratch = !latest && logStart === 0 && discardable;
+    if (!fromScratch && (!latest || latest.pointer.lsn + 1 < logStart)) throw trimGapError(partition, needed, logStart, latest?.pointer.lsn);
     await this.state?.close();
     this.state = undefined;
-    const restore = await bootstrapFromSnapshot(this.context(), needed, info.start);
-    this.state = await PartitionState.open(this.dir, { create: false, partition: this.options.partition });
+    this.sinceSnapshot = 0;
+    if (fromScratch) {
+      await rm(this.dir, { recursive: true, force: true });
+      this.state = await PartitionState.open(this.dir, { create: true, partition });
+      this.lastSnapshotLsn = -1;
+      logger.warn({ partition, reason }, 'no snapshot exists: replaying the whole log into fresh state');
+      return;
+    }
+    const restore = await bootstrapFromSnapshot(this.context(), needed, logStart);
+    this.state = await PartitionState.open(this.dir, { create: false, partition });
     this.lastSnapshotLsn = restore.metadata.lsn;
+    logger.warn({ partition, reason, lsn: restore.metadata.lsn }, 'local state replaced by the latest snapshot; replaying the log from there');
   }
 
   /**
    * What a worker killed mid-way leaves behind: staged captures (hard links that pin old
-   * tables on disk) and half-downloaded restores or trim-gap peeks beside the state folder
-   * (restore.ts, bootstrap.ts). We hold this partition's state now, so none is in use. Only
-   * names no partition can have (a ULID suffix, a leading dot) are touched.
+   * tables on disk), trim-gap peeks beside the state folder (bootstrap.ts) and abandoned
+   * restores (restore-workdir.ts). We hold this partition's state now, so none is in use.
+   * Only names no partition can have (a ULID suffix, a leading dot) are touched.
    */
   private async removeLeftovers(): Promise<void> {
     const { stateDir, partition } = this.options;
     const root = join(stateDir, '.staging');
     const prefix = `${partition}-`;
     const staged = (await readdir(root).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && SNAPSHOT_ID.test(n.slice(prefix.length)));
-    const temps = [`.${partition}.restore-`, `.${partition}.peek-`];
-    const beside = (await readdir(stateDir).catch(() => [] as string[])).filter((n) => temps.some((t) => n.startsWith(t) && /^[0-9a-f]{8}$/.test(n.slice(t.length))));
+    const peek = `.${partition}.peek-`;
+    const beside = (await readdir(stateDir).catch(() => [] as string[])).filter((n) => n.startsWith(peek) && /^[0-9a-f]{8}$/.test(n.slice(peek.length)));
     await Promise.all([...staged.map((n) => join(root, n)), ...beside.map((n) => join(stateDir, n))].map((path) => rm(path, { recursive: true, force: true })));
+    await removeAbandonedRestores(this.dir);
   }
 
   private context() {

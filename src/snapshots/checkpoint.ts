@@ -4,6 +4,7 @@ import { isCairnError } from '../core/errors.js';
 import { newSnapshotId } from '../core/ids.js';
 import { badInput } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { checkTableFile } from '../state/table-check.js';
 import type { Capture, CapturedFile } from '../state/types.js';
 import type { CopyOptions, ObjectStore } from '../store/types.js';
 import { isTableFile, layout } from './layout.js';
@@ -35,13 +36,19 @@ export type CheckpointResult =
   | { status: 'published'; metadata: SnapshotMetadata; evicted: string[]; damaged: Array<{ key: string; reason: string }> }
   | { status: 'superseded'; metadata: SnapshotMetadata; currentLsn: number; damaged: Array<{ key: string; reason: string }> };
 
+/**
+ * The sha256 a file is published under. A table is read whole once per open database and
+ * its every block checked (table-check.ts) on the way: a table damaged on the local disk
+ * fails the checkpoint (local-state CORRUPT) instead of being published as good state.
+ */
 async function hashOf(file: CapturedFile, cache: Map<string, string> | undefined): Promise<string> {
+  const table = isTableFile(file.name);
   const cacheKey = `${file.name}:${file.size}`;
-  const cached = isTableFile(file.name) ? cache?.get(cacheKey) : undefined;
+  const cached = table ? cache?.get(cacheKey) : undefined;
   if (cached) return cached;
-  const { sha256, size } = await sha256File(file.path);
+  const { sha256, size } = table ? await checkTableFile(file.path) : await sha256File(file.path);
   if (size !== file.size) throw badInput(`staged file ${file.name} changed size while checkpointing`);
-  if (isTableFile(file.name)) cache?.set(cacheKey, sha256);
+  if (table) cache?.set(cacheKey, sha256);
   return sha256;
 }
 

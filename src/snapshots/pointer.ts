@@ -16,12 +16,22 @@ export interface PointerRead {
 
 export async function readLatest(store: ObjectStore, partition: string): Promise<PointerRead | undefined> {
   const key = layout.latest(partition);
+  let read: { body: Buffer; etag: string };
   try {
-    const { body, etag } = await store.get(key);
-    return { pointer: parseDocument(latestSchema, body, key), etag };
+    read = await store.get(key);
   } catch (err) {
     if (isCairnError(err, 'NOT_FOUND')) return undefined;
     throw err;
+  }
+  try {
+    return { pointer: parseDocument(latestSchema, read.body, key), etag: read.etag };
+  } catch (err) {
+    // Never overwritten silently (a writer cannot know what it held); the way back is explicit.
+    if (!isCairnError(err, 'CORRUPT')) throw err;
+    throw new CairnError('CORRUPT', `${err.message}; rebuild it from the snapshot folders with: cairn pointer rebuild --partition ${partition}`, {
+      cause: err,
+      details: { ...err.details, pointer: 'unparsable' },
+    });
   }
 }
 
@@ -106,7 +116,13 @@ export async function publishPointer(
       // A retried PUT that had in fact succeeded: the pointer already is ours.
       return { status: 'published', pointer: current.pointer, evicted: [] };
     }
-    if (current && current.pointer.lsn >= entry.lsn) return { status: 'superseded', current: current.pointer };
+    if (current && current.pointer.lsn >= entry.lsn) {
+      // Our PUT landed although we heard an error, and another worker has published on top
+      // of it since: its pointer retains our snapshot, which is therefore published (and must
+      // not be deleted as superseded). Only our own write can have put our id there.
+      if (current.pointer.retained.some((e) => e.snapshotId === entry.snapshotId)) return { status: 'published', pointer: current.pointer, evicted: [] };
+      return { status: 'superseded', current: current.pointer };
+    }
     pins ??= await readPins(store, partition);
     const previous = current?.pointer.retained ?? [];
     const merged = [entry, ...previous.filter((e) => e.snapshotId !== entry.snapshotId)];

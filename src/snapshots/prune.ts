@@ -4,7 +4,7 @@ import { validatePartition } from '../core/names.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
 import { deleteSnapshotFolder, readLatest, readPins } from './pointer.js';
-import { listSnapshots } from './repository.js';
+import { listSnapshotsWithPointer } from './repository.js';
 import type { LatestPointer } from './schemas.js';
 
 export interface PruneResult {
@@ -28,10 +28,25 @@ export async function pruneSnapshots(store: ObjectStore, partition: string, keep
   validatePartition(partition);
   if (!Number.isSafeInteger(keep) || keep < 1) throw new CairnError('BAD_INPUT', `invalid --keep ${keep}: expected a positive integer (the latest snapshot is always kept)`);
   const now = options.now ?? Date.now();
+  // Which folders are retained is known only from the pointer: deleting by guesswork could
+  // remove what a reader is about to follow.
+  const refuse = (reason: string, cause?: unknown) =>
+    new CairnError(
+      'CORRUPT',
+      `refusing to prune ${partition}: ${reason}, so which snapshots are retained is unknown and nothing was deleted; ` +
+        `repair it first with cairn pointer rebuild --partition ${partition} --apply`,
+      { cause, details: { key: layout.latest(partition), refused: 'prune' } },
+    );
   for (let attempt = 0; attempt < 10; attempt++) {
-    const latest = await readLatest(store, partition);
+    const latest = await readLatest(store, partition).catch((err: unknown) => {
+      if (isCairnError(err, 'CORRUPT')) throw refuse(err.message, err);
+      throw err;
+    });
     const pins = await readPins(store, partition);
-    const folders = await listSnapshots(store, partition, latest);
+    const listing = await listSnapshotsWithPointer(store, partition, latest);
+    // Absent a moment ago, garbage now: still no guessing.
+    if (listing.pointer.exists && !listing.pointer.ok) throw refuse(listing.pointer.error ?? `${layout.latest(partition)} does not parse`);
+    const folders = listing.snapshots;
     const newest = folders.filter((f) => f.complete).sort((a, b) => b.lsn - a.lsn || b.snapshotId.localeCompare(a.snapshotId)).slice(0, keep).map((f) => f.path);
     const kept: PruneResult['kept'] = [];
     const doomed: string[] = [];

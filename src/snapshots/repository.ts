@@ -7,6 +7,7 @@ import type { ObjectStore } from '../store/types.js';
 import { checkpoint, type CheckpointOptions, type CheckpointResult } from './checkpoint.js';
 import { layout } from './layout.js';
 import { readLatest, readMetadata, type PointerRead } from './pointer.js';
+import { rebuildPointer, type RebuildResult } from './rebuild.js';
 import { restoreSnapshot, type RestoreOptions, type RestoreResult } from './restore.js';
 import type { SnapshotMetadata } from './schemas.js';
 import { verifySnapshot, type VerifyReport } from './verify.js';
@@ -35,13 +36,44 @@ export async function listPartitions(store: ObjectStore): Promise<string[]> {
   return (await store.listFolders('')).filter((name) => PARTITION_NAME.test(name));
 }
 
+/** Whether `{partition}/latest.json` could be read, as a listing reports it. */
+export interface PointerStatus {
+  /** The pointer exists and parses. */
+  ok: boolean;
+  exists: boolean;
+  /** Why it is unreadable (only when it exists and does not parse). */
+  error?: string;
+  snapshotId?: string;
+  lsn?: number;
+}
+
+export interface SnapshotList {
+  partition: string;
+  pointer: PointerStatus;
+  snapshots: SnapshotListing[];
+}
+
 /**
  * Every snapshot folder of a partition, newest first, with its place in `latest` (read here
- * unless the caller already holds it) and whether its metadata.json makes it complete.
+ * unless the caller already holds it), whether its metadata.json makes it complete, and
+ * whether the pointer itself is readable. An unparsable latest.json does not stop the
+ * listing: the folders speak for themselves (retained/latest are then all false), and
+ * `pointer.ok` is false with the reason.
  */
-export async function listSnapshots(store: ObjectStore, partition: string, known?: PointerRead | undefined): Promise<SnapshotListing[]> {
+export async function listSnapshotsWithPointer(store: ObjectStore, partition: string, known?: PointerRead | undefined): Promise<SnapshotList> {
   validatePartition(partition);
-  const latest = known ?? (await readLatest(store, partition));
+  let latest = known;
+  let pointer: PointerStatus;
+  if (latest) pointer = { ok: true, exists: true, snapshotId: latest.pointer.snapshotId, lsn: latest.pointer.lsn };
+  else {
+    try {
+      latest = await readLatest(store, partition);
+      pointer = latest ? { ok: true, exists: true, snapshotId: latest.pointer.snapshotId, lsn: latest.pointer.lsn } : { ok: false, exists: false };
+    } catch (err) {
+      if (!isCairnError(err, 'CORRUPT')) throw err;
+      pointer = { ok: false, exists: true, error: err.message };
+    }
+  }
   const retained = new Set(latest?.pointer.retained.map((e) => e.snapshotId) ?? []);
   const folders = (await store.listFolders(layout.partitionPrefix(partition)))
     .map(parseSnapshotFolderName)
@@ -59,7 +91,12 @@ export async function listSnapshots(store: ObjectStore, partition: string, known
       }
     }),
   );
-  return listings.sort((a, b) => (a.snapshotId < b.snapshotId ? 1 : -1));
+  return { partition, pointer, snapshots: listings.sort((a, b) => (a.snapshotId < b.snapshotId ? 1 : -1)) };
+}
+
+/** The folders of `listSnapshotsWithPointer` alone (an unparsable latest.json is tolerated there too). */
+export async function listSnapshots(store: ObjectStore, partition: string, known?: PointerRead | undefined): Promise<SnapshotListing[]> {
+  return (await listSnapshotsWithPointer(store, partition, known)).snapshots;
 }
 
 /** The snapshots of every partition in one object store: the only way code above reaches them. */
@@ -97,6 +134,24 @@ export class SnapshotRepository {
     return listSnapshots(this.store, partition);
   }
 
+  /** The same folders, and whether latest.json is readable (`pointer.ok`). */
+  listWithPointer(partition: string): Promise<SnapshotList> {
+    return listSnapshotsWithPointer(this.store, partition);
+  }
+
+  /**
+   * Rebuilds latest.json from the newest complete snapshot folders that verify; a dry run
+   * unless `apply`. `retain` and `concurrency` default to this repository's.
+   */
+  rebuildPointer(partition: string, options: { retain?: number; apply?: boolean; concurrency?: number } = {}): Promise<RebuildResult> {
+    return rebuildPointer(this.store, validatePartition(partition), {
+      retain: options.retain ?? this.options.retain,
+      concurrency: options.concurrency ?? this.options.concurrency,
+      apply: Boolean(options.apply),
+      ...(this.options.logger ? { logger: this.options.logger } : {}),
+    });
+  }
+
   checkpoint(capture: Capture, options: Omit<CheckpointOptions, 'retain' | 'concurrency'>): Promise<CheckpointResult> {
     return checkpoint(this.store, capture, {
       retain: this.options.retain,
@@ -122,4 +177,4 @@ export class SnapshotRepository {
   }
 }
 
-export type { CheckpointResult, RestoreResult, VerifyReport, SnapshotMetadata };
+export type { CheckpointResult, RebuildResult, RestoreResult, VerifyReport, SnapshotMetadata };

@@ -1,14 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import PQueue from 'p-queue';
 import { sha256File } from '../core/checksums.js';
 import { CairnError, isCairnError, toCairnError } from '../core/errors.js';
+import { failpoint } from '../core/failpoints.js';
 import type { Logger } from '../core/logger.js';
 import { PartitionState } from '../state/partition-state.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
 import { readLatest, readMetadata } from './pointer.js';
+import { RestoreWorkdir } from './restore-workdir.js';
 import type { RetainedEntry, SnapshotFile, SnapshotMetadata } from './schemas.js';
 
 /**
@@ -35,25 +37,47 @@ export interface RestoreResult {
   skipped: Array<{ path: string; reason: string; code: string }>;
 }
 
+/**
+ * Rounds of "read latest.json, try its snapshots newest first". A fresh node restoring while
+ * another checkpoints quickly can find every snapshot the pointer listed evicted before its
+ * download ends; the pointer has then moved on, so it is read again and its newer snapshots
+ * tried — files already verified are reused, so a round costs what changed. Bounded: a
+ * round only follows a pointer that moved, and there are at most this many.
+ */
+const MAX_ROUNDS = 6;
+
 export async function restoreSnapshot(store: ObjectStore, options: RestoreOptions): Promise<RestoreResult> {
   const started = performance.now();
-  const candidates = await candidatesFor(store, options.partition, options.snapshotId);
   const skipped: RestoreResult['skipped'] = [];
-  for (const candidate of candidates) {
-    try {
-      const metadata = await readMetadata(store, candidate.path);
-      const bytes = await installSnapshot(store, metadata, options);
-      return { metadata, bytes, durationMs: performance.now() - started, skipped };
-    } catch (err) {
-      const e = toCairnError(err);
-      // Only damage to this snapshot justifies trying an older one; an outage does not.
-      if (!isCairnError(e, 'CORRUPT') && !isCairnError(e, 'NOT_FOUND')) throw e;
-      const entry = { path: candidate.path, reason: e.message, code: e.code };
-      skipped.push(entry);
-      options.onFallback?.(entry);
-      options.logger?.warn(entry, 'snapshot unusable; falling back to the next retained snapshot');
-      if (options.snapshotId) break;
+  const damaged = new Set<string>();
+  const work = await RestoreWorkdir.create(options.targetDir);
+  try {
+    for (let round = 1; ; round++) {
+      const { candidates, etag } = await candidatesFor(store, options.partition, options.snapshotId);
+      for (const candidate of candidates.filter((c) => !damaged.has(c.path))) {
+        try {
+          const metadata = await readMetadata(store, candidate.path);
+          const bytes = await installSnapshot(store, metadata, work, options);
+          return { metadata, bytes, durationMs: performance.now() - started, skipped };
+        } catch (err) {
+          const e = toCairnError(err);
+          // Only damage to this snapshot, or its eviction, justifies trying another; an outage does not.
+          if (!isCairnError(e, 'CORRUPT') && !isCairnError(e, 'NOT_FOUND')) throw e;
+          if (e.code === 'CORRUPT') damaged.add(candidate.path);
+          const entry = { path: candidate.path, reason: e.message, code: e.code };
+          skipped.push(entry);
+          options.onFallback?.(entry);
+          options.logger?.warn(entry, 'snapshot unusable; falling back to the next retained snapshot');
+          if (options.snapshotId) break;
+        }
+      }
+      if (options.snapshotId || round >= MAX_ROUNDS) break;
+      const now = await readLatest(store, options.partition);
+      if (!now || now.etag === etag) break; // nothing newer to try
+      options.logger?.info({ partition: options.partition, round, lsn: now.pointer.lsn }, 'latest.json moved on while restoring; trying its newer snapshots');
     }
+  } finally {
+    await work.dispose();
   }
   const reasons = skipped.map((s) => `${s.path}: ${s.reason}`).join('; ');
   throw new CairnError('NO_SNAPSHOT', `no usable snapshot for ${options.partition}${reasons ? ` (${reasons})` : ''}`, {
@@ -61,59 +85,70 @@ export async function restoreSnapshot(store: ObjectStore, options: RestoreOption
   });
 }
 
-async function candidatesFor(store: ObjectStore, partition: string, snapshotId?: string): Promise<RetainedEntry[]> {
-  const latest = await readLatest(store, partition);
+async function candidatesFor(store: ObjectStore, partition: string, snapshotId?: string): Promise<{ candidates: RetainedEntry[]; etag?: string }> {
+  let latest: Awaited<ReturnType<typeof readLatest>>;
+  try {
+    latest = await readLatest(store, partition);
+  } catch (err) {
+    if (!isCairnError(err, 'CORRUPT')) throw err;
+    // A named snapshot is found from its folder alone; only the fallback order needs latest.json.
+    if (!snapshotId) {
+      throw new CairnError('CORRUPT', `${err.message}, or restore one snapshot folder by id with: cairn restore --partition ${partition} --snapshot ID (ids: cairn snapshots list --partition ${partition})`, {
+        cause: err,
+        ...(err.details ? { details: err.details } : {}),
+      });
+    }
+    latest = undefined;
+  }
   if (snapshotId) {
     const inPointer = latest?.pointer.retained.find((e) => e.snapshotId === snapshotId);
-    if (inPointer) return [inPointer];
+    if (inPointer) return { candidates: [inPointer] };
     const folders = await store.listFolders(layout.partitionPrefix(partition));
     const folder = folders.find((f) => f.startsWith(`${snapshotId}_`));
     if (!folder) throw new CairnError('NOT_FOUND', `snapshot ${snapshotId} of ${partition} does not exist`);
     const lsn = Number(folder.slice(snapshotId.length + 1));
-    return [{ snapshotId, lsn, path: layout.snapshotPath(partition, snapshotId, lsn), createdAt: new Date(0).toISOString() }];
+    return { candidates: [{ snapshotId, lsn, path: layout.snapshotPath(partition, snapshotId, lsn), createdAt: new Date(0).toISOString() }] };
   }
   if (!latest) throw new CairnError('NO_SNAPSHOT', `partition ${partition} has no snapshot (no ${layout.latest(partition)})`);
   const { pointer } = latest;
   const head: RetainedEntry = { snapshotId: pointer.snapshotId, lsn: pointer.lsn, path: pointer.path, createdAt: pointer.createdAt };
-  return [head, ...pointer.retained.filter((e) => e.snapshotId !== head.snapshotId)];
+  return { candidates: [head, ...pointer.retained.filter((e) => e.snapshotId !== head.snapshotId)], etag: latest.etag };
 }
 
-async function installSnapshot(store: ObjectStore, metadata: SnapshotMetadata, options: RestoreOptions): Promise<number> {
-  const target = options.targetDir;
-  await mkdir(dirname(target), { recursive: true });
-  const temp = join(dirname(target), `.${basename(target)}.restore-${randomBytes(4).toString('hex')}`);
-  await mkdir(temp, { recursive: true });
-  try {
-    const total = metadata.files.reduce((n, f) => n + f.size, 0);
-    let done = 0;
-    const onBytes = (delta: number) => {
-      done += delta;
-      options.onProgress?.(done, total);
-    };
-    const queue = new PQueue({ concurrency: options.concurrency });
-    // CURRENT goes last: until it exists the folder is not a database to anyone.
-    const current = metadata.files.filter((f) => f.name === 'CURRENT');
-    const rest = metadata.files.filter((f) => f.name !== 'CURRENT');
-    await Promise.all(rest.map((f) => queue.add(() => fetchVerified(store, f, temp, onBytes))));
-    for (const f of current) await fetchVerified(store, f, temp, onBytes);
-    await fsyncPath(temp);
+async function installSnapshot(store: ObjectStore, metadata: SnapshotMetadata, work: RestoreWorkdir, options: RestoreOptions): Promise<number> {
+  const dir = await work.nextAttempt();
+  const total = metadata.files.reduce((n, f) => n + f.size, 0);
+  let done = 0;
+  const onBytes = (delta: number) => {
+    done += delta;
+    options.onProgress?.(done, total);
+  };
+  const fetch = async (file: SnapshotFile) => {
+    const path = join(dir, file.name);
+    if (await work.reuse(file.sha256, file.size, path)) return onBytes(file.size);
+    await fetchVerified(store, file, path, onBytes);
+    await work.remember(file.sha256, path);
+  };
+  const queue = new PQueue({ concurrency: options.concurrency });
+  // CURRENT goes last: until it exists the folder is not a database to anyone.
+  const current = metadata.files.filter((f) => f.name === 'CURRENT');
+  const rest = metadata.files.filter((f) => f.name !== 'CURRENT');
+  await Promise.all(rest.map((f) => queue.add(() => fetch(f))));
+  for (const f of current) await fetch(f);
+  await fsyncPath(dir);
+  failpoint('restore:downloaded');
 
-    const state = await PartitionState.open(temp, { create: false });
-    const lsn = state.appliedLsn;
-    await state.close();
-    if (lsn !== metadata.lsn) {
-      throw new CairnError('CORRUPT', `snapshot ${metadata.snapshotId} holds applied LSN ${lsn}, its metadata says ${metadata.lsn}`);
-    }
-    await swapInto(temp, target);
-    return total;
-  } catch (err) {
-    await rm(temp, { recursive: true, force: true });
-    throw err;
+  const state = await PartitionState.open(dir, { create: false });
+  const lsn = state.appliedLsn;
+  await state.close();
+  if (lsn !== metadata.lsn) {
+    throw new CairnError('CORRUPT', `snapshot ${metadata.snapshotId} holds applied LSN ${lsn}, its metadata says ${metadata.lsn}`);
   }
+  await swapInto(dir, options.targetDir);
+  return total;
 }
 
-async function fetchVerified(store: ObjectStore, file: SnapshotFile, dir: string, onBytes: (n: number) => void): Promise<void> {
-  const path = join(dir, file.name);
+async function fetchVerified(store: ObjectStore, file: SnapshotFile, path: string, onBytes: (n: number) => void): Promise<void> {
   const got = await store.downloadFile(file.key, path, { onBytes, sha256: true });
   // Backends that hash in-stream spare us reading the file back.
   const { sha256, size } = got.sha256 ? { sha256: got.sha256, size: got.size } : await sha256File(path);

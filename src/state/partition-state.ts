@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ClassicLevel } from 'classic-level';
-import { CairnError, badInput } from '../core/errors.js';
+import { CairnError, badInput, isDiskFull } from '../core/errors.js';
 import { validatePartition } from '../core/names.js';
 import { SENTINEL_KEY, captureLevelDb } from './capture.js';
+import { checkStateFiles, localCorruption } from './integrity.js';
 import { LinkedTables } from './linked-tables.js';
 import { ManifestFollower } from './manifest.js';
 import { DELETE, type Capture, type StateEntry, type StateWrite } from './types.js';
@@ -85,22 +86,28 @@ function encodeValue(key: string, value: unknown): Buffer {
 function decodeValue(buf: Buffer): unknown {
   if (buf[0] === TAG_BYTES) return Buffer.from(buf.subarray(1));
   if (buf[0] === TAG_JSON) return JSON.parse(buf.toString('utf8', 1));
-  throw new CairnError('CORRUPT', `state value with unknown tag byte ${buf[0]}`);
+  throw new Error(`unknown tag byte ${buf[0]}`);
 }
 
-/** Maps classic-level's open failures (error.cause.code) onto Cairn's codes. */
-function openError(dir: string, err: unknown): CairnError {
+/**
+ * Maps classic-level's failures (error.cause.code) onto Cairn's codes: damage is a
+ * local-state CORRUPT (the runtime bootstraps again), a full disk DISK_FULL, a folder held
+ * elsewhere or any other I/O failure STATE_UNAVAILABLE.
+ */
+function stateError(dir: string, err: unknown, doing: string): CairnError {
+  if (err instanceof CairnError) return err;
   const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
   const code = e.cause?.code ?? e.code;
   const message = e.cause?.message ?? e.message ?? String(err);
+  if (isDiskFull(err)) return new CairnError('DISK_FULL', `${doing} ${dir}: no space left on device (${message})`, { cause: err, details: { dir } });
   if (code === 'LEVEL_LOCKED') {
     return new CairnError('STATE_UNAVAILABLE', `state folder ${dir} is open by another process or handle: ${message}`, { cause: err });
   }
-  if (code === 'LEVEL_CORRUPTION' || (code === 'LEVEL_IO_ERROR' && /No such file|not found/i.test(message))) {
-    return new CairnError('CORRUPT', `state folder ${dir} is damaged: ${message}`, { cause: err });
+  if (code === 'LEVEL_CORRUPTION' || /Corruption:/.test(message) || (code === 'LEVEL_IO_ERROR' && /No such file|not found/i.test(message))) {
+    return localCorruption(dir, `${doing}: ${message}`, { cause: err });
   }
   if (/does not exist/.test(message)) return new CairnError('NOT_FOUND', `no state in ${dir}`, { cause: err });
-  return new CairnError('STATE_UNAVAILABLE', `cannot open state folder ${dir}: ${message}`, { cause: err });
+  return new CairnError('STATE_UNAVAILABLE', `${doing} ${dir}: ${message}`, { cause: err });
 }
 
 export class PartitionState {
@@ -127,6 +134,8 @@ export class PartitionState {
     const create = options.create ?? true;
     if (options.partition !== undefined) validatePartition(options.partition);
     if (!create && !existsSync(resolve(location, 'CURRENT'))) throw new CairnError('NOT_FOUND', `no state in ${location}`);
+    // Before LevelDB: its recovery would silently drop damaged log records (integrity.ts).
+    await checkStateFiles(location);
     const db: StateDb = new ClassicLevel<string, Buffer>(location, {
       keyEncoding: 'utf8',
       valueEncoding: 'buffer',
@@ -136,7 +145,7 @@ export class PartitionState {
     try {
       await db.open();
     } catch (err) {
-      throw openError(location, err);
+      throw stateError(location, err, 'cannot open state folder');
     }
     try {
       const [lsnBuf, partBuf] = await db.getMany([META_LSN, META_PARTITION], { valueEncoding: 'utf8' });
@@ -153,7 +162,7 @@ export class PartitionState {
       return state;
     } catch (err) {
       await db.close().catch(() => undefined);
-      throw err instanceof CairnError ? err : openError(location, err);
+      throw stateError(location, err, 'cannot open state folder');
     }
   }
 
@@ -169,8 +178,13 @@ export class PartitionState {
 
   async get(key: string): Promise<unknown | undefined> {
     this.assertOpen();
-    const buf = await this.db.get(DATA_PREFIX + key);
-    return buf === undefined ? undefined : decodeValue(buf);
+    let buf: Buffer | undefined;
+    try {
+      buf = await this.db.get(DATA_PREFIX + key);
+    } catch (err) {
+      throw stateError(this.dir, err, `cannot read ${JSON.stringify(key)} from`);
+    }
+    return buf === undefined ? undefined : this.decode(key, buf);
   }
 
   /**
@@ -188,7 +202,11 @@ export class PartitionState {
       else batch.put(DATA_PREFIX + key, encodeValue(key, value));
     }
     batch.put(META_LSN, Buffer.from(String(lsn)));
-    await batch.write({ sync: options.sync ?? this.sync });
+    try {
+      await batch.write({ sync: options.sync ?? this.sync });
+    } catch (err) {
+      throw stateError(this.dir, err, `cannot commit LSN ${lsn} to`);
+    }
     this.lsn = lsn;
   }
 
@@ -200,8 +218,12 @@ export class PartitionState {
     else range.gte = DATA_PREFIX + (options.gte ?? '');
     if (options.lt !== undefined) range.lt = DATA_PREFIX + options.lt;
     if (options.limit !== undefined) range.limit = options.limit;
-    for await (const [k, v] of this.db.iterator(range)) {
-      yield { key: k.slice(DATA_PREFIX.length), value: decodeValue(v) };
+    try {
+      for await (const [k, v] of this.db.iterator(range)) {
+        yield { key: k.slice(DATA_PREFIX.length), value: this.decode(k, v) };
+      }
+    } catch (err) {
+      throw stateError(this.dir, err, 'cannot read entries of');
     }
   }
 
@@ -248,6 +270,15 @@ export class PartitionState {
     this.closed = true;
     await this.db.close();
     await this.linked.dispose();
+  }
+
+  /** A stored value that does not decode was damaged on disk (what we write always decodes). */
+  private decode(key: string, buf: Buffer): unknown {
+    try {
+      return decodeValue(buf);
+    } catch (err) {
+      throw localCorruption(this.dir, `the value of ${JSON.stringify(key)} does not decode: ${(err as Error).message}`, { cause: err });
+    }
   }
 
   private assertOpen(): void {

@@ -112,6 +112,7 @@ export function localError(err: unknown, path: string): CairnError {
   if (err instanceof CairnError) return err;
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') return new CairnError('NOT_FOUND', `local file ${path} does not exist`, { cause: err, details: { path } });
+  if (code === 'ENOSPC') return new CairnError('DISK_FULL', `local file ${path}: ${(err as Error).message}`, { cause: err, details: { path } });
   return new CairnError('STORE_FAILED', `local file ${path}: ${(err as Error).message}`, { cause: err, details: { path } });
 }
 
@@ -124,6 +125,7 @@ export function mapFsError(err: unknown, op: string, key: string, write = false)
   if (!write && (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR')) {
     return new CairnError('NOT_FOUND', `object ${key} does not exist`, { cause: err, details: { key } });
   }
+  if (code === 'ENOSPC') return new CairnError('DISK_FULL', message, { cause: err, details: { key, errno: code } });
   if (TRANSIENT.has(code)) return new CairnError('STORE_UNAVAILABLE', message, { cause: err, details: { key, errno: code } });
   return new CairnError('STORE_FAILED', message, { cause: err, details: { key, errno: code } });
 }

@@ -12,13 +12,18 @@ export function registerSnapshots(program: Command): void {
     .action(
       action(async (ctx, opts: { partition: string }) => {
         const partition = validatePartition(opts.partition);
-        const list = await ctx.cairn.snapshots.list(partition);
-        ctx.output({ partition, snapshots: list }, () =>
-          list.length === 0
+        const { pointer, snapshots: list } = await ctx.cairn.snapshots.listWithPointer(partition);
+        // An unreadable latest.json does not hide the folders; it is reported, never guessed around.
+        const warning = pointer.exists && !pointer.ok
+          ? `warning: pointer unreadable: ${pointer.error ?? `${partition}/latest.json does not parse`}; which snapshots are retained/latest is unknown below. Repair it: cairn pointer rebuild --partition ${partition}\n`
+          : '';
+        ctx.output({ partition, pointer, snapshots: list }, () =>
+          warning +
+          (list.length === 0
             ? `${partition}: no snapshots`
             : list
                 .map((s) => `${s.latest ? '*' : s.retained ? '+' : ' '} ${s.snapshotId}  lsn ${String(s.lsn).padStart(10)}  ${s.createdAt ?? 'incomplete'}  ${s.bytes === null ? '-' : mib(s.bytes)}  ${s.path}`)
-                .join('\n') + '\n(* latest, + retained)',
+                .join('\n') + '\n(* latest, + retained)'),
         );
       }),
     );

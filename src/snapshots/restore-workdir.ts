@@ -1,0 +1,103 @@
+import { randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import { copyFile, link, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { currentProcess, liveness } from '../core/process-identity.js';
+
+/**
+ * The folder a restore works in, beside its target: `.{target}.restore-{random}/`, holding
+ * one `attempt-N/` per snapshot tried and a `verified/` cache of files whose size and sha256
+ * already checked out, by sha256. Later attempts — a fallback to another retained snapshot,
+ * or a newer snapshot after latest.json moved on — link those instead of downloading them
+ * again (unchanged tables are the same bytes in every snapshot that carries them).
+ *
+ * Its name carries its owner (`.{target}.restore-{pid}-{start time}-{random}`), so it exists
+ * with its owner or not at all: a restore killed at any point leaves a folder that the next
+ * restore beside the same target (or the processor that owns it) recognises as abandoned and
+ * removes, while a folder whose owner still runs is never touched. State folders are local
+ * disks, so the owner is judged on this host.
+ */
+/** A work folder whose name does not say its owner (an older version's) is left this long. */
+const OWNERLESS_GRACE_MS = 10 * 60_000;
+
+export class RestoreWorkdir {
+  private attempts = 0;
+  private readonly verified = new Map<string, string>();
+
+  private constructor(readonly path: string) {}
+
+  static async create(target: string): Promise<RestoreWorkdir> {
+    await mkdir(dirname(target), { recursive: true });
+    await removeAbandonedRestores(target);
+    const me = currentProcess();
+    const path = join(dirname(target), `.${basename(target)}.restore-${me.pid}-${me.start ?? 0}-${randomBytes(4).toString('hex')}`);
+    await mkdir(join(path, 'verified'), { recursive: true });
+    return new RestoreWorkdir(path);
+  }
+
+  /** A fresh, empty folder for the next snapshot to be assembled in. */
+  async nextAttempt(): Promise<string> {
+    const dir = join(this.path, `attempt-${++this.attempts}`);
+    await mkdir(dir);
+    return dir;
+  }
+
+  /**
+   * Puts an already verified file with this sha256 and size at `path`, if there is one.
+   * LevelDB never rewrites a file in place, so a link shared with the cache stays intact.
+   */
+  async reuse(sha256: string, size: number, path: string): Promise<boolean> {
+    const cached = this.verified.get(sha256);
+    if (!cached || (await stat(cached)).size !== size) return false;
+    await linkOrCopy(cached, path);
+    return true;
+  }
+
+  /** Remembers a file whose size and sha256 were just checked. */
+  async remember(sha256: string, path: string): Promise<void> {
+    if (this.verified.has(sha256)) return;
+    const cached = join(this.path, 'verified', sha256);
+    await linkOrCopy(path, cached);
+    this.verified.set(sha256, cached);
+  }
+
+  async dispose(): Promise<void> {
+    await rm(this.path, { recursive: true, force: true });
+  }
+}
+
+async function linkOrCopy(from: string, to: string): Promise<void> {
+  await link(from, to).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'EXDEV' || err.code === 'EPERM') return copyFile(from, to, fsc.COPYFILE_FICLONE);
+    throw err;
+  });
+}
+
+/**
+ * Removes what killed restores left beside `target`: work folders whose owner is gone (or
+ * that have no owner and are old), and `{target}.old-*` folders a swap had set aside.
+ */
+export async function removeAbandonedRestores(target: string): Promise<string[]> {
+  const parent = dirname(target);
+  const base = basename(target);
+  const names = await readdir(parent).catch(() => [] as string[]);
+  const removed: string[] = [];
+  for (const name of names) {
+    const path = join(parent, name);
+    const abandoned = name.startsWith(`.${base}.restore-`) ? await ownerGone(path) : name.startsWith(`${base}.old-`);
+    if (!abandoned) continue;
+    await rm(path, { recursive: true, force: true });
+    removed.push(path);
+  }
+  return removed;
+}
+
+async function ownerGone(path: string): Promise<boolean> {
+  const owner = /\.restore-(\d+)-(\d+)-[0-9a-f]{8}$/.exec(path);
+  if (owner) {
+    const start = owner[2] === '0' ? {} : { start: owner[2]! };
+    return liveness({ host: currentProcess().host, pid: Number(owner[1]), ...start }) === 'dead';
+  }
+  const st = await stat(path).catch(() => undefined);
+  return st !== undefined && Date.now() - st.mtimeMs > OWNERLESS_GRACE_MS;
+}

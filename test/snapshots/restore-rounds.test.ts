@@ -1,0 +1,115 @@
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { bankEvents } from '../../src/cli/demo-events.js';
+import { normaliseConfig } from '../../src/core/config.js';
+import { EmbeddedLog } from '../../src/log/embedded.js';
+import { Cairn } from '../../src/runtime/cairn.js';
+import { readLatest } from '../../src/snapshots/pointer.js';
+import { SnapshotRepository } from '../../src/snapshots/repository.js';
+import { createStore } from '../../src/store/index.js';
+import bank from '../../examples/bank/processor.js';
+import { bankModel } from '../helpers/bank-model.js';
+import { FaultyStore } from '../helpers/faulty-store.js';
+import { runCli, tempDir } from '../helpers/cli.js';
+import { readState, writeConfig } from '../helpers/runtime-harness.js';
+
+/**
+ * A fresh node restoring while another worker checkpoints every few hundred records: by the
+ * time its slow download of the snapshot latest.json named ends, newer checkpoints have
+ * evicted that snapshot and every other one the pointer listed. The restore reads the
+ * pointer again and restores a newer snapshot (bounded rounds), instead of NO_SNAPSHOT.
+ * Also: restores killed midway leave no folders behind once the next restore runs.
+ */
+
+const P = 'p0';
+const dirs: string[] = [];
+const closers: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function world() {
+  const dir = tempDir('cairn-restore-rounds-');
+  dirs.push(dir);
+  const raw = {
+    store: { url: 'file://./store' },
+    log: { type: 'embedded', dir: './log' },
+    stateDir: './state',
+    node: 'n1',
+    snapshots: { everyRecords: 200, retain: 3, concurrency: 4 },
+    runtime: { batchSize: 50, onBadRecord: 'stop' },
+  };
+  const config = normaliseConfig(raw, dir, 'test');
+  const log = new EmbeddedLog({ dir: join(dir, 'log') });
+  closers.push(() => log.close());
+  return { dir, raw, config, log };
+}
+
+describe('a restore slower than the checkpoints around it', () => {
+  it('reads latest.json again when every snapshot it listed was evicted meanwhile, and restores a newer one', async () => {
+    const w = world();
+    const events = bankEvents(1600, 21);
+    await w.log.append(P, events.slice(0, 600));
+    const worker = new Cairn(w.config, { log: w.log });
+    closers.push(() => worker.store.close());
+    const processor = worker.processor(P, bank);
+    await processor.run({ untilLsn: 599 });
+    const before = (await readLatest(worker.store, P))!.pointer;
+    expect(before.lsn).toBe(599);
+    expect(before.retained.length).toBe(3);
+
+    // The fresh node's link to the store is throttled to a standstill for its first round:
+    // its first download waits until the worker has checkpointed past every listed snapshot.
+    const slow = new FaultyStore(createStore(w.config.store));
+    closers.push(() => slow.close());
+    const gate = slow.gate('downloadFile');
+    const fresh = new SnapshotRepository(slow, { retain: 3, concurrency: 4 });
+    const target = join(w.dir, 'fresh', P);
+    const restoring = fresh.restore({ partition: P, targetDir: target });
+    await gate.arrived;
+
+    await w.log.append(P, events.slice(600));
+    await processor.run({ untilLsn: 1599 });
+    await processor.close();
+    const after = (await readLatest(worker.store, P))!.pointer;
+    expect(after.lsn).toBeGreaterThanOrEqual(1399);
+    // Every snapshot the fresh node was pointed at is gone.
+    expect(after.retained.filter((e) => before.retained.some((b) => b.path === e.path))).toEqual([]);
+    gate.release();
+
+    const result = await restoring;
+    expect(result.metadata.lsn).toBe(after.lsn);
+    // The first round found the snapshots it was given gone, not damaged.
+    expect(result.skipped.map((s) => s.code)).toEqual(['NOT_FOUND', 'NOT_FOUND', 'NOT_FOUND']);
+    const state = await readState(target);
+    expect(state.lsn).toBe(after.lsn);
+    expect(state.entries).toEqual(bankModel(events, after.lsn));
+    expect(readdirSync(join(w.dir, 'fresh'))).toEqual([P]);
+  });
+
+  it('restores killed midway leave folders that the next restore removes', async () => {
+    const w = world();
+    const events = bankEvents(400, 22);
+    await w.log.append(P, events);
+    const worker = new Cairn(w.config, { log: w.log });
+    closers.push(() => worker.store.close());
+    const processor = worker.processor(P, bank);
+    await processor.run({ untilLsn: 399 });
+    await processor.close();
+    const config = writeConfig(w.dir, w.raw);
+    const into = join(w.dir, 'restores');
+    for (let i = 0; i < 3; i++) {
+      const killed = await runCli(['--config', config, 'restore', '--partition', P, '--to', join(into, 'target')], { env: { ...process.env, CAIRN_FAILPOINTS: 'restore:downloaded' } });
+      expect(killed.signal).toBe('SIGKILL');
+      // Each restore first removed what the previous, killed one left.
+      expect(readdirSync(into).filter((n) => n.includes('.restore-')).length).toBe(1);
+    }
+    const ok = await runCli(['--config', config, '--json', 'restore', '--partition', P, '--to', join(into, 'target')]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(readdirSync(into)).toEqual(['target']);
+    const state = await readState(join(into, 'target'));
+    expect(state.entries).toEqual(bankModel(events, state.lsn));
+  });
+});
