@@ -463,7 +463,7 @@ export class PartitionProcessor {
     const peek = `.${partition}.peek-`;
     const beside = (await readdir(stateDir).catch(() => [] as string[])).filter((n) => n.startsWith(peek) && /^[0-9a-f]{8}$/.test(n.slice(peek.length)));
     await Promise.all([...staged.map((n) => join(root, n)), ...beside.map((n) => join(stateDir, n))].map((path) => rm(path, { recursive: true, force: true })));
-    await removeAbandonedRestores(this.dir);
+    await removeAbandonedRestores(this.dir, { owned: true });
   }
 
   private context() {

@@ -74,17 +74,19 @@ async function linkOrCopy(from: string, to: string): Promise<void> {
 }
 
 /**
- * Removes what killed restores left beside `target`: work folders whose owner is gone (or
- * that have no owner and are old), and `{target}.old-*` folders a swap had set aside.
+ * Removes what killed restores left beside `target`: work folders whose owner is gone (all
+ * of them when the caller holds `target`, as a processor that opened its partition does), and
+ * `{target}.old-*` folders a swap had set aside. Only names a restore makes are considered.
  */
-export async function removeAbandonedRestores(target: string): Promise<string[]> {
+export async function removeAbandonedRestores(target: string, options: { owned?: boolean } = {}): Promise<string[]> {
   const parent = dirname(target);
   const base = basename(target);
   const names = await readdir(parent).catch(() => [] as string[]);
   const removed: string[] = [];
   for (const name of names) {
     const path = join(parent, name);
-    const abandoned = name.startsWith(`.${base}.restore-`) ? await ownerGone(path) : name.startsWith(`${base}.old-`);
+    const work = name.startsWith(`.${base}.restore-`) ? WORK_SUFFIX.exec(name.slice(base.length + 10)) : null;
+    const abandoned = work ? options.owned || (await ownerGone(work, path)) : name.startsWith(`${base}.old-`) && /^[0-9a-f]{8}$/.test(name.slice(base.length + 5));
     if (!abandoned) continue;
     await rm(path, { recursive: true, force: true });
     removed.push(path);
@@ -92,11 +94,13 @@ export async function removeAbandonedRestores(target: string): Promise<string[]>
   return removed;
 }
 
-async function ownerGone(path: string): Promise<boolean> {
-  const owner = /\.restore-(\d+)-(\d+)-[0-9a-f]{8}$/.exec(path);
-  if (owner) {
-    const start = owner[2] === '0' ? {} : { start: owner[2]! };
-    return liveness({ host: currentProcess().host, pid: Number(owner[1]), ...start }) === 'dead';
+/** `{pid}-{start}-{random}`, or an older version's `{random}` (no owner in the name). */
+const WORK_SUFFIX = /^(?:(\d+)-(\d+)-[0-9a-f]{8}|[0-9a-f]{8})$/;
+
+async function ownerGone(work: RegExpExecArray, path: string): Promise<boolean> {
+  if (work[1] !== undefined) {
+    const start = work[2] === '0' ? {} : { start: work[2]! };
+    return liveness({ host: currentProcess().host, pid: Number(work[1]), ...start }) === 'dead';
   }
   const st = await stat(path).catch(() => undefined);
   return st !== undefined && Date.now() - st.mtimeMs > OWNERLESS_GRACE_MS;

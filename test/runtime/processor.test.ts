@@ -133,8 +133,8 @@ describe('starting state', () => {
     await r.log.append('p0', bankEvents(10, 1));
     const root = r.config.stateDir;
     const planted = {
-      mine: ['.staging/p0-01M80K3CTEEZVJVTK2FKDHZSC3/000005.ldb', '.p0.restore-0a1b2c3d/000005.ldb', '.p0.peek-deadbeef/CURRENT'],
-      others: ['.staging/p1-01M80K3CTEEZVJVTK2FKDHZSC3/x', '.staging/p0-checkpoint-123/x', '.p1.restore-0a1b2c3d/x', 'p0.old-0a1b2c3d/x', 'p0-x/x', '.p0.restore-notmine/x'],
+      mine: ['.staging/p0-01M80K3CTEEZVJVTK2FKDHZSC3/000005.ldb', '.p0.restore-0a1b2c3d/000005.ldb', '.p0.restore-4242-123-0a1b2c3d/verified/x', '.p0.peek-deadbeef/CURRENT', 'p0.old-0a1b2c3d/x'],
+      others: ['.staging/p1-01M80K3CTEEZVJVTK2FKDHZSC3/x', '.staging/p0-checkpoint-123/x', '.p1.restore-0a1b2c3d/x', 'p0.old-x/x', 'p0-x/x', '.p0.restore-notmine/x'],
     };
     for (const f of [...planted.mine, ...planted.others]) {
       mkdirSync(join(root, dirname(f)), { recursive: true });
