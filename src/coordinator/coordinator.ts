@@ -82,7 +82,7 @@ interface Known {
 }
 
 /**
- * The coordinator (DESIGN.md, "Trim and trim gaps"). Everything it decides is derived from
+ * The coordinator (README, "The coordinator"). Everything it decides is derived from
  * the store (archived LSN), the log (its bounds) and recent reports, so it restarts at any
  * moment without losing anything that matters: a forgotten snapshot request is re-sent by
  * whoever needs it, a forgotten trim is recomputed by the next loop.

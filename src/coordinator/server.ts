@@ -55,7 +55,7 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 }
 
 /**
- * The coordinator's HTTP API (CONTRACT.md). Every input is checked before it reaches the
+ * The coordinator's HTTP API (README, "The coordinator"). Every input is checked before it reaches the
  * coordinator: names by pattern, bodies by zod, sizes by the body limit. Bad input is a
  * 4xx with a one-line reason, never a crash: the error handler turns anything thrown into
  * a JSON answer.

@@ -3,7 +3,7 @@ import type { LogInfo } from '../log/types.js';
 import type { SnapshotRepository } from '../snapshots/repository.js';
 
 /**
- * The coordinator's trim decision (DESIGN.md, "Trim and trim gaps"), as a pure function of
+ * The coordinator's trim decision (README, "The coordinator"), as a pure function of
  * what it can verify: the log's bounds, the archived LSN read from the store, the replicas
  * that reported recently, and the log start it last saw. It keeps no state of its own, so
  * a restarted coordinator decides exactly as the one before it.

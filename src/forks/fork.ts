@@ -10,7 +10,7 @@ import type { LatestPointer, Pin, RetainedEntry, SnapshotMetadata } from '../sna
 import type { ObjectStore } from '../store/types.js';
 
 /**
- * Zero-copy forks (DESIGN.md, "Forks and what-if replays"). A fork's first snapshot is a
+ * Zero-copy forks (README, Architecture, "Forks"). A fork's first snapshot is a
  * metadata.json whose files are the parent snapshot's own keys; a pin on the parent keeps
  * that snapshot from being evicted or pruned. Creation is a constant number of small
  * requests whatever the state size.

@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { NODE_NAME } from '../core/names.js';
 
 /**
- * The wire contract between processors and the coordinator (CONTRACT.md, "Coordinator HTTP
- * API"). It lives with the runtime, the lower layer, so the coordinator imports it and the
+ * The wire contract between processors and the coordinator (README, "The
+ * coordinator"). It lives with the runtime, the lower layer, so the coordinator imports it and the
  * processor never imports the coordinator. Every number is checked here: LSNs are safe
  * non-negative integers (-1 meaning "none yet"), names match what a key may hold.
  */

@@ -8,7 +8,7 @@ import { parseCurrent, type ManifestFollower } from './manifest.js';
 import type { Capture, CapturedFile } from './types.js';
 
 /**
- * The synchronous phase of a checkpoint (DESIGN.md, "Checkpoint protocol"), for a LevelDB
+ * The synchronous phase of a checkpoint (README, Architecture, "Checkpoint"), for a LevelDB
  * folder whose owner guarantees that no write runs until this resolves.
  *
  * 1. Flush: DB::CompactRange always flushes the memtable first (TEST_CompactMemTable waits

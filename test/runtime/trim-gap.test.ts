@@ -11,7 +11,7 @@ import { REPO_ROOT, runCli, tempDir } from '../helpers/cli.js';
 import { hashTree, listTree, writeConfig } from '../helpers/runtime-harness.js';
 
 /**
- * Trim gaps end to end (DESIGN.md, "Trim and trim gaps"): nodes share one store and one log
+ * Trim gaps end to end (README, "Restore / bootstrap"): nodes share one store and one log
  * and differ only in their state folder (one config file each). A node whose next LSN was
  * trimmed away bootstraps from the latest snapshot when that snapshot covers the log start,
  * and ends with exactly the state of a node that lost nothing; when nothing covers the gap

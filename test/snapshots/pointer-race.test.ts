@@ -20,7 +20,7 @@ import { dumpState, folders, hasObject, modelOf, removeDir, repository, sortedEn
 
 /**
  * latest.json only ever moves forward in LSN, whatever the interleaving of uploaders of one
- * partition (DESIGN.md, "Checkpoint protocol" step 3): deterministic interleavings on both
+ * partition (README, Architecture, "Checkpoint"): deterministic interleavings on both
  * backends, a randomized race with a reader polling the pointer, and the same race between
  * real OS processes on the filesystem store.
  */
