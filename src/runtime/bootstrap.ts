@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, link, mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CairnError, isCairnError } from '../core/errors.js';
+import { linkOrCopy } from '../core/files.js';
 import type { Logger } from '../core/logger.js';
 import type { Log } from '../log/types.js';
 import type { SnapshotRepository, RestoreResult } from '../snapshots/repository.js';
@@ -89,10 +90,7 @@ async function peekAppliedLsn(dir: string): Promise<number | undefined> {
       // Not LOCK: a second fcntl lock on the same inode is released for the whole process
       // when the clone closes. Not LOG: LevelDB's own diagnostics, not state.
       if (!entry.isFile() || ['LOCK', 'LOG', 'LOG.old'].includes(entry.name)) continue;
-      await link(join(dir, entry.name), join(clone, entry.name)).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'EXDEV' || err.code === 'EPERM') return copyFile(join(dir, entry.name), join(clone, entry.name));
-        throw err;
-      });
+      await linkOrCopy(join(dir, entry.name), join(clone, entry.name));
     }
     const state = await PartitionState.open(clone, { create: false });
     const lsn = state.appliedLsn;

@@ -1,4 +1,5 @@
 import { CairnError, isCairnError } from '../core/errors.js';
+import { parseSnapshotFolderName } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
@@ -30,9 +31,60 @@ export async function readLatest(store: ObjectStore, partition: string): Promise
     if (!isCairnError(err, 'CORRUPT')) throw err;
     throw new CairnError('CORRUPT', `${err.message}; rebuild it from the snapshot folders with: cairn pointer rebuild --partition ${partition}`, {
       cause: err,
-      details: { ...err.details, pointer: 'unparsable' },
+      details: { ...err.details, pointer: 'unparsable', etag: read.etag },
     });
   }
+}
+
+/** Whether `{partition}/latest.json` could be read, as listings and repairs report it. */
+export interface PointerStatus {
+  /** The pointer exists and parses. */
+  ok: boolean;
+  exists: boolean;
+  /** Why it is unreadable (only when it exists and does not parse). */
+  error?: string;
+  snapshotId?: string;
+  lsn?: number;
+}
+
+/**
+ * latest.json for the readers that must go on without it: listings and `pointer rebuild`.
+ * An unparsable pointer is reported in `status` (with the ETag, so a repair can replace
+ * exactly that object) instead of thrown; outages still throw.
+ */
+export async function readPointerStatus(store: ObjectStore, partition: string): Promise<{ status: PointerStatus; read?: PointerRead; etag?: string }> {
+  try {
+    const read = await readLatest(store, partition);
+    if (!read) return { status: { ok: false, exists: false } };
+    return { status: { ok: true, exists: true, snapshotId: read.pointer.snapshotId, lsn: read.pointer.lsn }, read, etag: read.etag };
+  } catch (err) {
+    if (!isCairnError(err, 'CORRUPT') || err.details?.pointer !== 'unparsable') throw err;
+    return { status: { ok: false, exists: true, error: err.message }, ...(typeof err.details.etag === 'string' ? { etag: err.details.etag } : {}) };
+  }
+}
+
+/** A snapshot folder found in the store (complete or not). */
+export interface SnapshotFolder {
+  snapshotId: string;
+  lsn: number;
+  path: string;
+}
+
+/** The snapshot folders of a partition, as the store lists them (names that parse only). */
+export async function listSnapshotFolders(store: ObjectStore, partition: string): Promise<SnapshotFolder[]> {
+  const folders: SnapshotFolder[] = [];
+  for (const name of await store.listFolders(layout.partitionPrefix(partition))) {
+    const f = parseSnapshotFolderName(name);
+    if (f) folders.push({ ...f, path: layout.snapshotPath(partition, f.snapshotId, f.lsn) });
+  }
+  return folders;
+}
+
+/** The folder of one snapshot by id; NOT_FOUND when there is none. */
+export async function findSnapshotFolder(store: ObjectStore, partition: string, snapshotId: string): Promise<SnapshotFolder> {
+  const folder = (await listSnapshotFolders(store, partition)).find((f) => f.snapshotId === snapshotId);
+  if (!folder) throw new CairnError('NOT_FOUND', `snapshot ${snapshotId} of ${partition} does not exist`);
+  return folder;
 }
 
 /** Fork chains deeper than this are refused as corrupt (a cycle, or a runaway chain). */

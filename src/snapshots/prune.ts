@@ -3,7 +3,7 @@ import { CairnError, isCairnError } from '../core/errors.js';
 import { validatePartition } from '../core/names.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
-import { deleteSnapshotFolder, readLatest, readPins } from './pointer.js';
+import { deleteSnapshotFolder, readPins, readPointerStatus } from './pointer.js';
 import { listSnapshotsWithPointer } from './repository.js';
 import type { LatestPointer } from './schemas.js';
 
@@ -30,23 +30,19 @@ export async function pruneSnapshots(store: ObjectStore, partition: string, keep
   const now = options.now ?? Date.now();
   // Which folders are retained is known only from the pointer: deleting by guesswork could
   // remove what a reader is about to follow.
-  const refuse = (reason: string, cause?: unknown) =>
-    new CairnError(
-      'CORRUPT',
-      `refusing to prune ${partition}: ${reason}, so which snapshots are retained is unknown and nothing was deleted; ` +
-        `repair it first with cairn pointer rebuild --partition ${partition} --apply`,
-      { cause, details: { key: layout.latest(partition), refused: 'prune' } },
-    );
   for (let attempt = 0; attempt < 10; attempt++) {
-    const latest = await readLatest(store, partition).catch((err: unknown) => {
-      if (isCairnError(err, 'CORRUPT')) throw refuse(err.message, err);
-      throw err;
-    });
+    const pointer = await readPointerStatus(store, partition);
+    if (pointer.status.exists && !pointer.status.ok) {
+      throw new CairnError(
+        'CORRUPT',
+        `refusing to prune ${partition}: ${pointer.status.error}, so which snapshots are retained is unknown and nothing was deleted; ` +
+          `repair it first with cairn pointer rebuild --partition ${partition} --apply`,
+        { details: { key: layout.latest(partition), refused: 'prune' } },
+      );
+    }
+    const latest = pointer.read;
     const pins = await readPins(store, partition);
-    const listing = await listSnapshotsWithPointer(store, partition, latest);
-    // Absent a moment ago, garbage now: still no guessing.
-    if (listing.pointer.exists && !listing.pointer.ok) throw refuse(listing.pointer.error ?? `${layout.latest(partition)} does not parse`);
-    const folders = listing.snapshots;
+    const folders = (await listSnapshotsWithPointer(store, partition, pointer)).snapshots;
     const newest = folders.filter((f) => f.complete).sort((a, b) => b.lsn - a.lsn || b.snapshotId.localeCompare(a.snapshotId)).slice(0, keep).map((f) => f.path);
     const kept: PruneResult['kept'] = [];
     const doomed: string[] = [];

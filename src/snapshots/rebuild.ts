@@ -1,11 +1,10 @@
 import { CairnError, isCairnError, toCairnError } from '../core/errors.js';
-import { parseSnapshotFolderName } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { validatePartition } from '../core/names.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
-import { readMetadata, readPins } from './pointer.js';
-import { latestSchema, parseDocument, toRetainedEntry, type LatestPointer, type RetainedEntry } from './schemas.js';
+import { listSnapshotFolders, readMetadata, readPins, readPointerStatus, type PointerStatus, type SnapshotFolder } from './pointer.js';
+import { latestSchema, toRetainedEntry, type LatestPointer, type RetainedEntry } from './schemas.js';
 import { verifySnapshot, type VerifyProblem, type VerifyReport } from './verify.js';
 
 /**
@@ -24,17 +23,6 @@ export interface RebuildOptions {
   /** Parallel reads while verifying one snapshot. */
   concurrency: number;
   logger?: Logger;
-}
-
-/** latest.json as found at the start of the rebuild. */
-export interface CurrentPointerStatus {
-  /** true when the object exists and parses as a pointer. */
-  ok: boolean;
-  exists: boolean;
-  /** Why it is unusable (absent or unparsable). */
-  error?: string;
-  snapshotId?: string;
-  lsn?: number;
 }
 
 export interface RebuildConsidered {
@@ -56,17 +44,12 @@ export interface RebuildResult {
   dryRun: boolean;
   /** `rebuild`: the pointer below is (or would be) written; `nothing-to-do`: it is the current one, already right. */
   status: 'rebuild' | 'nothing-to-do';
-  current: CurrentPointerStatus;
+  /** latest.json as found at the start of the rebuild. */
+  current: PointerStatus;
   /** What is written (or would be, in a dry run); with `nothing-to-do`, the current pointer. */
   pointer: LatestPointer;
   considered: RebuildConsidered[];
   written: boolean;
-}
-
-interface Folder {
-  snapshotId: string;
-  lsn: number;
-  path: string;
 }
 
 /** Newest first: by LSN, then by snapshot id (ULIDs sort by creation time). */
@@ -80,27 +63,8 @@ function describeProblems(report: VerifyReport): string {
   return `failed verification: ${shown.join(', ')}${more}`;
 }
 
-async function readCurrent(store: ObjectStore, partition: string): Promise<{ status: CurrentPointerStatus; etag?: string; pointer?: LatestPointer }> {
-  const key = layout.latest(partition);
-  let body: Buffer;
-  let etag: string;
-  try {
-    ({ body, etag } = await store.get(key));
-  } catch (err) {
-    if (isCairnError(err, 'NOT_FOUND')) return { status: { ok: false, exists: false, error: `${key} does not exist` } };
-    throw err;
-  }
-  try {
-    const pointer = parseDocument(latestSchema, body, key);
-    return { status: { ok: true, exists: true, snapshotId: pointer.snapshotId, lsn: pointer.lsn }, etag, pointer };
-  } catch (err) {
-    if (!isCairnError(err, 'CORRUPT')) throw err;
-    return { status: { ok: false, exists: true, error: err.message }, etag };
-  }
-}
-
 /** Reads and verifies one snapshot folder; never throws for damage to the snapshot itself. */
-async function check(store: ObjectStore, folder: Folder, concurrency: number): Promise<{ ok: true; entry: RetainedEntry } | { ok: false; reason: string; problems?: VerifyProblem[] }> {
+async function check(store: ObjectStore, folder: SnapshotFolder, concurrency: number): Promise<{ ok: true; entry: RetainedEntry } | { ok: false; reason: string; problems?: VerifyProblem[] }> {
   try {
     const meta = await readMetadata(store, folder.path);
     const report = await verifySnapshot(store, meta, concurrency);
@@ -124,21 +88,18 @@ export async function rebuildPointer(store: ObjectStore, partition: string, opti
 
   // The pointer first, pins after: a fork that pins a snapshot after this read also rewrites
   // latest.json, so our conditional PUT fails instead of dropping its snapshot.
-  const current = await readCurrent(store, partition);
+  const current = await readPointerStatus(store, partition);
+  const currentPointer = current.read?.pointer;
   const pins = await readPins(store, partition);
   // Between snapshots of the same LSN, the one the current pointer names comes first, so a
   // pointer that is right is never swapped for an equivalent one.
-  const isCurrent = (f: { snapshotId: string }) => Number(f.snapshotId === current.pointer?.snapshotId);
-  const order = (a: Folder | RetainedEntry, b: Folder | RetainedEntry) => b.lsn - a.lsn || isCurrent(b) - isCurrent(a) || newestFirst(a, b);
-  const folders: Folder[] = (await store.listFolders(layout.partitionPrefix(partition)))
-    .map(parseSnapshotFolderName)
-    .filter((f): f is NonNullable<typeof f> => f !== undefined)
-    .map((f) => ({ ...f, path: layout.snapshotPath(partition, f.snapshotId, f.lsn) }))
-    .sort(order);
+  const isCurrent = (f: { snapshotId: string }) => Number(f.snapshotId === currentPointer?.snapshotId);
+  const order = (a: SnapshotFolder | RetainedEntry, b: SnapshotFolder | RetainedEntry) => b.lsn - a.lsn || isCurrent(b) - isCurrent(a) || newestFirst(a, b);
+  const folders = (await listSnapshotFolders(store, partition)).sort(order);
 
   const considered: RebuildConsidered[] = [];
   const verified: RetainedEntry[] = [];
-  const record = (folder: Folder, verdict: Awaited<ReturnType<typeof check>>): void => {
+  const record = (folder: SnapshotFolder, verdict: Awaited<ReturnType<typeof check>>): void => {
     const pinnedBy = pins.get(folder.path);
     considered.push({
       path: folder.path,
@@ -162,18 +123,18 @@ export async function rebuildPointer(store: ObjectStore, partition: string, opti
       options.logger?.warn({ partition, path: folder.path, reason: verdict.reason }, 'snapshot rejected while rebuilding the pointer');
       continue;
     }
-    if (verified.length === 1 && current.pointer) {
+    if (verified.length === 1 && currentPointer) {
       const head = verified[0]!;
-      if (head.lsn < current.pointer.lsn) {
+      if (head.lsn < currentPointer.lsn) {
         throw new CairnError(
           'CONDITION_FAILED',
-          `refusing to move ${key} backwards: it points at LSN ${current.pointer.lsn} (${current.pointer.path}), but the newest snapshot that verifies is at LSN ${head.lsn} (${head.path}); ` +
+          `refusing to move ${key} backwards: it points at LSN ${currentPointer.lsn} (${currentPointer.path}), but the newest snapshot that verifies is at LSN ${head.lsn} (${head.path}); ` +
             'a restore without --snapshot already falls back along retained[] by itself',
-          { details: { refused: 'backwards', currentLsn: current.pointer.lsn, newestVerifiedLsn: head.lsn, considered } },
+          { details: { refused: 'backwards', currentLsn: currentPointer.lsn, newestVerifiedLsn: head.lsn, considered } },
         );
       }
       // Already pointing at the newest snapshot that verifies: the pointer is right, leave it.
-      if (head.snapshotId === current.pointer.snapshotId) {
+      if (head.snapshotId === currentPointer.snapshotId) {
         nothingToDo = true;
         break;
       }
@@ -181,7 +142,7 @@ export async function rebuildPointer(store: ObjectStore, partition: string, opti
   }
 
   if (nothingToDo) {
-    return { partition, dryRun, status: 'nothing-to-do', current: current.status, pointer: current.pointer!, considered, written: false };
+    return { partition, dryRun, status: 'nothing-to-do', current: current.status, pointer: currentPointer!, considered, written: false };
   }
   if (verified.length === 0) {
     throw new CairnError('NO_SNAPSHOT', `no snapshot folder of ${partition} is complete and verifies; ${key} left as it is`, { details: { considered } });

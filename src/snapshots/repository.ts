@@ -1,16 +1,18 @@
 import { CairnError, isCairnError } from '../core/errors.js';
-import { parseSnapshotFolderName } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { PARTITION_NAME, validatePartition, validateSnapshotId } from '../core/names.js';
 import type { Capture } from '../state/types.js';
 import type { ObjectStore } from '../store/types.js';
 import { checkpoint, type CheckpointOptions, type CheckpointResult } from './checkpoint.js';
-import { layout } from './layout.js';
-import { readLatest, readMetadata, type PointerRead } from './pointer.js';
+import { findSnapshotFolder, listSnapshotFolders, readLatest, readMetadata, readPointerStatus, type PointerRead, type PointerStatus } from './pointer.js';
 import { rebuildPointer, type RebuildResult } from './rebuild.js';
 import { restoreSnapshot, type RestoreOptions, type RestoreResult } from './restore.js';
 import type { SnapshotMetadata } from './schemas.js';
 import { verifySnapshot, type VerifyReport } from './verify.js';
+
+/** latest.json as a listing saw it: readable (`read`), absent, or unparsable (`status`). */
+type PointerState = Awaited<ReturnType<typeof readPointerStatus>>;
+export type { PointerStatus };
 
 export interface SnapshotListing {
   snapshotId: string;
@@ -36,17 +38,6 @@ export async function listPartitions(store: ObjectStore): Promise<string[]> {
   return (await store.listFolders('')).filter((name) => PARTITION_NAME.test(name));
 }
 
-/** Whether `{partition}/latest.json` could be read, as a listing reports it. */
-export interface PointerStatus {
-  /** The pointer exists and parses. */
-  ok: boolean;
-  exists: boolean;
-  /** Why it is unreadable (only when it exists and does not parse). */
-  error?: string;
-  snapshotId?: string;
-  lsn?: number;
-}
-
 export interface SnapshotList {
   partition: string;
   pointer: PointerStatus;
@@ -60,30 +51,15 @@ export interface SnapshotList {
  * listing: the folders speak for themselves (retained/latest are then all false), and
  * `pointer.ok` is false with the reason.
  */
-export async function listSnapshotsWithPointer(store: ObjectStore, partition: string, known?: PointerRead | undefined): Promise<SnapshotList> {
+export async function listSnapshotsWithPointer(store: ObjectStore, partition: string, known?: PointerState): Promise<SnapshotList> {
   validatePartition(partition);
-  let latest = known;
-  let pointer: PointerStatus;
-  if (latest) pointer = { ok: true, exists: true, snapshotId: latest.pointer.snapshotId, lsn: latest.pointer.lsn };
-  else {
-    try {
-      latest = await readLatest(store, partition);
-      pointer = latest ? { ok: true, exists: true, snapshotId: latest.pointer.snapshotId, lsn: latest.pointer.lsn } : { ok: false, exists: false };
-    } catch (err) {
-      if (!isCairnError(err, 'CORRUPT')) throw err;
-      pointer = { ok: false, exists: true, error: err.message };
-    }
-  }
+  const { status: pointer, read: latest } = known ?? (await readPointerStatus(store, partition));
   const retained = new Set(latest?.pointer.retained.map((e) => e.snapshotId) ?? []);
-  const folders = (await store.listFolders(layout.partitionPrefix(partition)))
-    .map(parseSnapshotFolderName)
-    .filter((f): f is NonNullable<typeof f> => f !== undefined);
   const listings = await Promise.all(
-    folders.map(async (f): Promise<SnapshotListing> => {
-      const path = layout.snapshotPath(partition, f.snapshotId, f.lsn);
-      const base = { ...f, path, retained: retained.has(f.snapshotId), latest: latest?.pointer.snapshotId === f.snapshotId };
+    (await listSnapshotFolders(store, partition)).map(async (f): Promise<SnapshotListing> => {
+      const base = { ...f, retained: retained.has(f.snapshotId), latest: latest?.pointer.snapshotId === f.snapshotId };
       try {
-        const meta = await readMetadata(store, path);
+        const meta = await readMetadata(store, f.path);
         return { ...base, createdAt: meta.createdAt, bytes: meta.files.reduce((n, x) => n + x.size, 0), complete: true };
       } catch (err) {
         if (!isCairnError(err, 'NOT_FOUND') && !isCairnError(err, 'CORRUPT')) throw err;
@@ -95,8 +71,8 @@ export async function listSnapshotsWithPointer(store: ObjectStore, partition: st
 }
 
 /** The folders of `listSnapshotsWithPointer` alone (an unparsable latest.json is tolerated there too). */
-export async function listSnapshots(store: ObjectStore, partition: string, known?: PointerRead | undefined): Promise<SnapshotListing[]> {
-  return (await listSnapshotsWithPointer(store, partition, known)).snapshots;
+export async function listSnapshots(store: ObjectStore, partition: string): Promise<SnapshotListing[]> {
+  return (await listSnapshotsWithPointer(store, partition)).snapshots;
 }
 
 /** The snapshots of every partition in one object store: the only way code above reaches them. */
@@ -123,10 +99,7 @@ export class SnapshotRepository {
       return readMetadata(this.store, latest.pointer.path);
     }
     validateSnapshotId(snapshotId);
-    const folders = await this.store.listFolders(layout.partitionPrefix(partition));
-    const folder = folders.map(parseSnapshotFolderName).find((f) => f?.snapshotId === snapshotId);
-    if (!folder) throw new CairnError('NOT_FOUND', `snapshot ${snapshotId} of ${partition} does not exist`);
-    return readMetadata(this.store, layout.snapshotPath(partition, folder.snapshotId, folder.lsn));
+    return readMetadata(this.store, (await findSnapshotFolder(this.store, partition, snapshotId)).path);
   }
 
   /** Every snapshot folder of a partition, newest first. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { constants as fsc } from 'node:fs';
-import { copyFile, link, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { linkOrCopy } from '../core/files.js';
 import { currentProcess, liveness } from '../core/process-identity.js';
 
 /**
@@ -64,13 +64,6 @@ export class RestoreWorkdir {
   async dispose(): Promise<void> {
     await rm(this.path, { recursive: true, force: true });
   }
-}
-
-async function linkOrCopy(from: string, to: string): Promise<void> {
-  await link(from, to).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'EXDEV' || err.code === 'EPERM') return copyFile(from, to, fsc.COPYFILE_FICLONE);
-    throw err;
-  });
 }
 
 /**

@@ -9,7 +9,7 @@ import type { Logger } from '../core/logger.js';
 import { PartitionState } from '../state/partition-state.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
-import { readLatest, readMetadata } from './pointer.js';
+import { findSnapshotFolder, readLatest, readMetadata, type PointerRead } from './pointer.js';
 import { RestoreWorkdir } from './restore-workdir.js';
 import type { RetainedEntry, SnapshotFile, SnapshotMetadata } from './schemas.js';
 
@@ -52,8 +52,9 @@ export async function restoreSnapshot(store: ObjectStore, options: RestoreOption
   const damaged = new Set<string>();
   const work = await RestoreWorkdir.create(options.targetDir);
   try {
+    let latest = options.snapshotId ? undefined : await readPointerToRestore(store, options.partition);
     for (let round = 1; ; round++) {
-      const { candidates, etag } = await candidatesFor(store, options.partition, options.snapshotId);
+      const candidates = latest ? candidatesOf(latest) : await namedSnapshot(store, options.partition, options.snapshotId!);
       for (const candidate of candidates.filter((c) => !damaged.has(c.path))) {
         try {
           const metadata = await readMetadata(store, candidate.path);
@@ -68,13 +69,13 @@ export async function restoreSnapshot(store: ObjectStore, options: RestoreOption
           skipped.push(entry);
           options.onFallback?.(entry);
           options.logger?.warn(entry, 'snapshot unusable; falling back to the next retained snapshot');
-          if (options.snapshotId) break;
         }
       }
-      if (options.snapshotId || round >= MAX_ROUNDS) break;
+      if (!latest || round >= MAX_ROUNDS) break;
       const now = await readLatest(store, options.partition);
-      if (!now || now.etag === etag) break; // nothing newer to try
+      if (!now || now.etag === latest.etag) break; // nothing newer to try
       options.logger?.info({ partition: options.partition, round, lsn: now.pointer.lsn }, 'latest.json moved on while restoring; trying its newer snapshots');
+      latest = now;
     }
   } finally {
     await work.dispose();
@@ -85,34 +86,32 @@ export async function restoreSnapshot(store: ObjectStore, options: RestoreOption
   });
 }
 
-async function candidatesFor(store: ObjectStore, partition: string, snapshotId?: string): Promise<{ candidates: RetainedEntry[]; etag?: string }> {
-  let latest: Awaited<ReturnType<typeof readLatest>>;
+/** The snapshot asked for by id, found from its folder alone (latest.json may be unreadable). */
+async function namedSnapshot(store: ObjectStore, partition: string, snapshotId: string): Promise<RetainedEntry[]> {
+  const { lsn, path } = await findSnapshotFolder(store, partition, snapshotId);
+  return [{ snapshotId, lsn, path, createdAt: new Date(0).toISOString() }];
+}
+
+/** latest.json for a restore without an id: unreadable or absent is the end of it. */
+async function readPointerToRestore(store: ObjectStore, partition: string): Promise<PointerRead> {
+  let latest: PointerRead | undefined;
   try {
     latest = await readLatest(store, partition);
   } catch (err) {
     if (!isCairnError(err, 'CORRUPT')) throw err;
-    // A named snapshot is found from its folder alone; only the fallback order needs latest.json.
-    if (!snapshotId) {
-      throw new CairnError('CORRUPT', `${err.message}, or restore one snapshot folder by id with: cairn restore --partition ${partition} --snapshot ID (ids: cairn snapshots list --partition ${partition})`, {
-        cause: err,
-        ...(err.details ? { details: err.details } : {}),
-      });
-    }
-    latest = undefined;
-  }
-  if (snapshotId) {
-    const inPointer = latest?.pointer.retained.find((e) => e.snapshotId === snapshotId);
-    if (inPointer) return { candidates: [inPointer] };
-    const folders = await store.listFolders(layout.partitionPrefix(partition));
-    const folder = folders.find((f) => f.startsWith(`${snapshotId}_`));
-    if (!folder) throw new CairnError('NOT_FOUND', `snapshot ${snapshotId} of ${partition} does not exist`);
-    const lsn = Number(folder.slice(snapshotId.length + 1));
-    return { candidates: [{ snapshotId, lsn, path: layout.snapshotPath(partition, snapshotId, lsn), createdAt: new Date(0).toISOString() }] };
+    throw new CairnError('CORRUPT', `${err.message}, or restore one snapshot folder by id with: cairn restore --partition ${partition} --snapshot ID (ids: cairn snapshots list --partition ${partition})`, {
+      cause: err,
+      ...(err.details ? { details: err.details } : {}),
+    });
   }
   if (!latest) throw new CairnError('NO_SNAPSHOT', `partition ${partition} has no snapshot (no ${layout.latest(partition)})`);
-  const { pointer } = latest;
+  return latest;
+}
+
+/** The pointer's snapshot, then the rest of retained[], newest first. */
+function candidatesOf({ pointer }: PointerRead): RetainedEntry[] {
   const head: RetainedEntry = { snapshotId: pointer.snapshotId, lsn: pointer.lsn, path: pointer.path, createdAt: pointer.createdAt };
-  return { candidates: [head, ...pointer.retained.filter((e) => e.snapshotId !== head.snapshotId)], etag: latest.etag };
+  return [head, ...pointer.retained.filter((e) => e.snapshotId !== head.snapshotId)];
 }
 
 async function installSnapshot(store: ObjectStore, metadata: SnapshotMetadata, work: RestoreWorkdir, options: RestoreOptions): Promise<number> {

@@ -1,6 +1,7 @@
-import { copyFile, link, mkdir, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CairnError } from '../core/errors.js';
+import { linkOrCopy } from '../core/files.js';
 import { tableFileName } from './manifest.js';
 import type { CapturedFile } from './types.js';
 
@@ -120,7 +121,7 @@ export class LinkedTables {
     await this.created;
     for (let attempt = 0; ; attempt++) {
       try {
-        await link(from, to);
+        await linkOrCopy(from, to);
         return true;
       } catch (err) {
         const code = errno(err);
@@ -128,16 +129,6 @@ export class LinkedTables {
         if (code === 'EEXIST' && attempt === 0) {
           await unlink(to);
           continue;
-        }
-        // Hard links need one filesystem and permission; a copy of an immutable table is as good.
-        if (code === 'EXDEV' || code === 'EPERM') {
-          try {
-            await copyFile(from, to);
-            return true;
-          } catch (copyErr) {
-            if (errno(copyErr) === 'ENOENT') return false;
-            throw copyErr;
-          }
         }
         throw err;
       }

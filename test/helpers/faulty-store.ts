@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { open, stat, utimes } from 'node:fs/promises';
 import { CairnError, type ErrorCode } from '../../src/core/errors.js';
 import { sha256File } from '../../src/core/checksums.js';
 import type { CopyOptions, DownloadOptions, DownloadResult, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from '../../src/store/types.js';
@@ -88,21 +88,31 @@ function flip(body: Buffer): Buffer {
 }
 
 async function corruptFile(path: string): Promise<void> {
+  await flipByteInFile(path);
+}
+
+/**
+ * Damage on a disk, not a rewrite: XORs one byte of a file in place (at `at`, default the
+ * middle; an empty file gets one byte). With `keepTimes` the file's times are put back, so
+ * nothing that looks at inode, size and mtime can tell.
+ */
+export async function flipByteInFile(path: string, options: { at?: number; mask?: number; keepTimes?: boolean } = {}): Promise<void> {
+  const before = await stat(path);
   const fh = await open(path, 'r+');
   try {
-    const { size } = await fh.stat();
-    if (size === 0) {
+    if (before.size === 0) {
       await fh.write(Buffer.from([0x2a]), 0, 1, 0);
       return;
     }
-    const at = Math.floor(size / 2);
+    const at = options.at ?? Math.floor(before.size / 2);
     const b = Buffer.alloc(1);
     await fh.read(b, 0, 1, at);
-    b[0] = b[0]! ^ 0xff;
+    b[0] = b[0]! ^ (options.mask ?? 0xff);
     await fh.write(b, 0, 1, at);
   } finally {
     await fh.close();
   }
+  if (options.keepTimes) await utimes(path, before.atime, before.mtime);
 }
 
 export class FaultyStore implements ObjectStore {

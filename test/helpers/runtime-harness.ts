@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { normaliseConfig, type CairnConfig, type RawConfig } from '../../src/core/config.js';
 import { PartitionState } from '../../src/state/partition-state.js';
 
 /**
@@ -189,3 +190,20 @@ export function seededRandom(seed: number): () => number {
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * The config of an in-process world on the embedded default: a store, a log and state under
+ * `dir`. `overrides` replace whole sections (shallow), as a config file would.
+ */
+export function embeddedConfig(dir: string, overrides: Partial<RawConfig> = {}): { raw: RawConfig; config: CairnConfig } {
+  const raw: RawConfig = {
+    store: { url: 'file://./store' },
+    log: { type: 'embedded', dir: './log' },
+    stateDir: './state',
+    node: 'n1',
+    snapshots: { everyRecords: 100_000, retain: 3, concurrency: 4 },
+    runtime: { batchSize: 50, onBadRecord: 'stop' },
+    ...overrides,
+  };
+  return { raw, config: normaliseConfig(raw, dir, 'test') };
+}

@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { normaliseConfig, type StoreConfig } from '../../src/core/config.js';
 import { CairnError } from '../../src/core/errors.js';
-import { SnapshotRepository } from '../../src/snapshots/repository.js';
+import { SnapshotRepository, type CheckpointResult } from '../../src/snapshots/repository.js';
 import { layout } from '../../src/snapshots/layout.js';
 import { PartitionState } from '../../src/state/partition-state.js';
-import type { StateWrite } from '../../src/state/types.js';
+import type { Capture, StateWrite } from '../../src/state/types.js';
 import { createStore, type CreateStoreOptions } from '../../src/store/index.js';
 import type { ObjectStore } from '../../src/store/types.js';
 
@@ -110,4 +110,57 @@ export async function caughtError(fn: () => Promise<unknown>): Promise<CairnErro
 export async function restoreLeftovers(dir: string): Promise<string[]> {
   const names = await readdir(dir).catch(() => [] as string[]);
   return names.filter((n) => n.includes('.restore-') || n.includes('.old-'));
+}
+
+/**
+ * One partition's local state in a temp folder, committed with `writesAt` and captured into
+ * staging folders: the common ground of the snapshot suites, which differ in the store and
+ * repository they checkpoint through.
+ */
+export interface StateRig {
+  dir: string;
+  state: PartitionState;
+  /** LSNs committed so far, ascending. */
+  readonly committed: number[];
+  commitAt(lsn: number): Promise<void>;
+  /** The model of every commit up to `lsn`. */
+  modelAt(lsn: number): Map<string, unknown>;
+  capture(): Promise<Capture>;
+  /** Captures now and checkpoints through `repo`, releasing the capture afterwards. */
+  checkpointNow(repo: SnapshotRepository): Promise<CheckpointResult>;
+  close(): Promise<void>;
+}
+
+export async function stateRig(label: string, options: { partition?: string; n?: number; pad?: number } = {}): Promise<StateRig> {
+  const partition = options.partition ?? 'p0';
+  const n = options.n ?? 40;
+  const pad = options.pad ?? 200;
+  const dir = await tempDir(label);
+  const state = await PartitionState.open(join(dir, 'state', partition), { writeBufferSize: SMALL_MEMTABLE, partition });
+  const committed: number[] = [];
+  let seq = 0;
+  const capture = () => state.capture(join(dir, 'staging', `c${seq++}`));
+  return {
+    dir,
+    state,
+    committed,
+    async commitAt(lsn) {
+      await state.commit(writesAt(lsn, n, pad), lsn);
+      committed.push(lsn);
+    },
+    modelAt: (lsn) => modelOf(committed.filter((l) => l <= lsn), n, pad),
+    capture,
+    async checkpointNow(repo) {
+      const c = await capture();
+      try {
+        return await repo.checkpoint(c, { partition, node: 'n1', source: `embedded:${partition}` });
+      } finally {
+        await c.release();
+      }
+    },
+    async close() {
+      await state.close().catch(() => undefined);
+      await removeDir(dir);
+    },
+  };
 }

@@ -3,11 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { normaliseConfig } from '../../src/core/config.js';
 import { EmbeddedLog } from '../../src/log/embedded.js';
 import { Cairn } from '../../src/runtime/cairn.js';
 import type { Processor } from '../../src/runtime/processor-module.js';
 import { tempDir } from '../helpers/cli.js';
+import { embeddedConfig } from '../helpers/runtime-harness.js';
 import { caughtError } from '../helpers/snapshot-fixtures.js';
 
 /**
@@ -45,11 +45,7 @@ const hoarder: Processor = {
 
 describe('a full local disk', () => {
   it('LevelDB running out of space while committing is DISK_FULL', async () => {
-    const config = normaliseConfig(
-      { store: { url: 'file://./store' }, log: { type: 'embedded', dir: './log' }, stateDir: small, node: 'n1', snapshots: { everyRecords: 1_000_000, retain: 3, concurrency: 4 }, runtime: { batchSize: 20 } },
-      dir,
-      'test',
-    );
+    const { config } = embeddedConfig(dir, { stateDir: small, snapshots: { everyRecords: 1_000_000, retain: 3, concurrency: 4 }, runtime: { batchSize: 20 } });
     const log = new EmbeddedLog({ dir: join(dir, 'log') });
     const cairn = new Cairn(config, { log });
     try {
@@ -65,11 +61,7 @@ describe('a full local disk', () => {
   });
 
   it('a restore into a full disk is DISK_FULL and leaves no temporary folder', async () => {
-    const config = normaliseConfig(
-      { store: { url: 'file://./store2' }, log: { type: 'embedded', dir: './log2' }, stateDir: './state2', node: 'n1', snapshots: { everyRecords: 1_000_000, retain: 3, concurrency: 4 }, runtime: { batchSize: 50 } },
-      dir,
-      'test',
-    );
+    const { config } = embeddedConfig(dir, { store: { url: 'file://./store2' }, log: { type: 'embedded', dir: './log2' }, stateDir: './state2', snapshots: { everyRecords: 1_000_000, retain: 3, concurrency: 4 } });
     const log = new EmbeddedLog({ dir: join(dir, 'log2') });
     const cairn = new Cairn(config, { log });
     try {

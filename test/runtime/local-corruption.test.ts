@@ -3,7 +3,6 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bankEvents } from '../../src/cli/demo-events.js';
-import { normaliseConfig } from '../../src/core/config.js';
 import { EmbeddedLog } from '../../src/log/embedded.js';
 import type { AppendRecord } from '../../src/log/types.js';
 import { Cairn } from '../../src/runtime/cairn.js';
@@ -13,8 +12,9 @@ import { PartitionState } from '../../src/state/partition-state.js';
 import { checkTableFile, readTableLayout } from '../../src/state/table-check.js';
 import bank from '../../examples/bank/processor.js';
 import { bankModel } from '../helpers/bank-model.js';
+import { flipByteInFile } from '../helpers/faulty-store.js';
 import { tempDir } from '../helpers/cli.js';
-import { readState } from '../helpers/runtime-harness.js';
+import { embeddedConfig, readState } from '../helpers/runtime-harness.js';
 import { caughtError } from '../helpers/snapshot-fixtures.js';
 
 /**
@@ -34,18 +34,7 @@ afterEach(async () => {
 function world(everyRecords: number) {
   const dir = tempDir('cairn-local-corrupt-');
   dirs.push(dir);
-  const config = normaliseConfig(
-    {
-      store: { url: 'file://./store' },
-      log: { type: 'embedded', dir: './log' },
-      stateDir: './state',
-      node: 'n1',
-      snapshots: { everyRecords, retain: 3, concurrency: 4 },
-      runtime: { batchSize: 50, onBadRecord: 'stop' },
-    },
-    dir,
-    'test',
-  );
+  const { config } = embeddedConfig(dir, { snapshots: { everyRecords, retain: 3, concurrency: 4 } });
   const log = new EmbeddedLog({ dir: join(dir, 'log') });
   closers.push(() => log.close());
   const stateDir = join(config.stateDir, P);
@@ -63,17 +52,7 @@ function world(everyRecords: number) {
   return { dir, config, log, stateDir, run };
 }
 
-async function flipByte(path: string, at: number): Promise<void> {
-  const fh = await open(path, 'r+');
-  try {
-    const b = Buffer.alloc(1);
-    await fh.read(b, 0, 1, at);
-    b[0] = b[0]! ^ 0x10;
-    await fh.write(b, 0, 1, at);
-  } finally {
-    await fh.close();
-  }
-}
+const flipByte = (path: string, at: number) => flipByteInFile(path, { at, mask: 0x10 });
 
 function files(dir: string, pattern: RegExp): string[] {
   return readdirSync(dir).filter((n) => pattern.test(n)).map((n) => join(dir, n));

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bankEvents } from '../../src/cli/demo-events.js';
-import { normaliseConfig, type CairnConfig, type RawConfig } from '../../src/core/config.js';
+import type { CairnConfig, RawConfig } from '../../src/core/config.js';
 import { CairnError } from '../../src/core/errors.js';
 import { EmbeddedLog } from '../../src/log/embedded.js';
 import type { AppendRecord } from '../../src/log/types.js';
@@ -16,7 +16,7 @@ import { bankModel } from '../helpers/bank-model.js';
 import { tempDir } from '../helpers/cli.js';
 import { CountingStore } from '../helpers/counting-store.js';
 import { FaultyStore } from '../helpers/faulty-store.js';
-import { readState, sleep } from '../helpers/runtime-harness.js';
+import { embeddedConfig, readState, sleep } from '../helpers/runtime-harness.js';
 
 /**
  * The partition processor as a library (src/runtime): where its starting state comes from,
@@ -43,19 +43,7 @@ afterEach(async () => {
 function rig(overrides: Partial<RawConfig> = {}): Rig {
   const dir = tempDir('cairn-processor-');
   dirs.push(dir);
-  const config = normaliseConfig(
-    {
-      store: { url: 'file://./store' },
-      log: { type: 'embedded', dir: './log' },
-      stateDir: './state',
-      node: 'test-node',
-      snapshots: { everyRecords: 100_000, retain: 3, concurrency: 4 },
-      runtime: { batchSize: 10, onBadRecord: 'stop' },
-      ...overrides,
-    },
-    dir,
-    'test',
-  );
+  const { config } = embeddedConfig(dir, { node: 'test-node', runtime: { batchSize: 10, onBadRecord: 'stop' }, ...overrides });
   // One embedded log for every Cairn of the test: it is single-process, and so is the test.
   const log = new EmbeddedLog({ dir: join(dir, 'log') });
   open.push(log);

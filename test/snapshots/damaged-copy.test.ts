@@ -1,17 +1,16 @@
 import { createHash } from 'node:crypto';
-import { open, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isTableFile } from '../../src/snapshots/layout.js';
 import { readLatest, readMetadata } from '../../src/snapshots/pointer.js';
 import type { CheckpointResult, SnapshotRepository } from '../../src/snapshots/repository.js';
-import { PartitionState } from '../../src/state/partition-state.js';
 import { createStore } from '../../src/store/index.js';
 import { FsObjectStore } from '../../src/store/fs.js';
 import type { ObjectStore } from '../../src/store/types.js';
 import { BACKENDS } from '../helpers/backends.js';
-import { dumpState, modelOf, removeDir, repository, sortedEntries, storeConfigFor, tempDir, writesAt } from '../helpers/snapshot-fixtures.js';
+import { flipByteInFile } from '../helpers/faulty-store.js';
+import { dumpState, modelOf, repository, sortedEntries, stateRig, storeConfigFor, writesAt, type StateRig } from '../helpers/snapshot-fixtures.js';
 
 /**
  * One damaged object in the store must not spread. A checkpoint duplicates an unchanged table
@@ -23,27 +22,11 @@ import { dumpState, modelOf, removeDir, repository, sortedEntries, storeConfigFo
 
 const P = 'p0';
 
-async function flipByteInPlace(path: string): Promise<void> {
-  // A bit flip on the disk, not a rewrite: same inode, same size, same mtime, so an ETag made
-  // of them cannot see it; only the bytes can.
-  const before = await stat(path);
-  const fh = await open(path, 'r+');
-  try {
-    const b = Buffer.alloc(1);
-    const at = Math.floor(before.size / 2);
-    await fh.read(b, 0, 1, at);
-    b[0] = b[0]! ^ 0x01;
-    await fh.write(b, 0, 1, at);
-  } finally {
-    await fh.close();
-  }
-  await utimes(path, before.atime, before.mtime);
-}
-
 async function damage(store: ObjectStore, key: string): Promise<void> {
   if (store.capabilities.name === 'fs') {
-    // createStore wraps the backend; the file behind the key is under the store's root.
-    await flipByteInPlace(new FsObjectStore(fileURLToPath(store.url)).pathOf(key));
+    // A bit flip on the disk: same inode, size and mtime, so an ETag made of them cannot see
+    // it; only the bytes can. (createStore wraps the backend; the file is under its root.)
+    await flipByteInFile(new FsObjectStore(fileURLToPath(store.url)).pathOf(key), { mask: 0x01, keepTimes: true });
     return;
   }
   // On S3 the damage a client can do is a rewrite of other bytes under the same key.
@@ -57,34 +40,27 @@ for (const backend of BACKENDS) {
     let dir: string;
     let store: ObjectStore;
     let repo: SnapshotRepository;
-    let state: PartitionState;
-    let seq = 0;
+    let rig: StateRig;
     const committed: number[] = [];
 
     beforeEach(async () => {
-      dir = await tempDir(`damaged-${backend.name}`);
+      rig = await stateRig(`damaged-${backend.name}`);
+      dir = rig.dir;
       store = createStore(storeConfigFor(backend.storeConfig('damaged-copy'), dir));
       repo = repository(store, 3);
-      state = await PartitionState.open(join(dir, 'state'), { writeBufferSize: 64 * 1024, partition: P });
       committed.length = 0;
     });
     afterEach(async () => {
-      await state?.close().catch(() => undefined);
       await store?.close();
-      await removeDir(dir);
+      await rig?.close();
     });
 
     async function commitAndCheckpoint(lsn: number): Promise<CheckpointResult> {
       // Fresh keys only: the tables of earlier checkpoints stay live and unchanged.
       const writes = new Map([...writesAt(lsn, 40, 200)].map(([k, v]) => [`${lsn}-${k}`, v]));
-      await state.commit(writes, lsn);
+      await rig.state.commit(writes, lsn);
       committed.push(lsn);
-      const capture = await state.capture(join(dir, 'staging', `c${seq++}`));
-      try {
-        return await repo.checkpoint(capture, { partition: P, node: 'n1', source: `embedded:${P}` });
-      } finally {
-        await capture.release();
-      }
+      return rig.checkpointNow(repo);
     }
 
     it('uploads its own bytes instead, reports the damaged key, and every retained snapshot verifies', async () => {

@@ -2,12 +2,11 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { layout } from '../../src/snapshots/layout.js';
 import { readLatest, readMetadata } from '../../src/snapshots/pointer.js';
-import { PartitionState } from '../../src/state/partition-state.js';
 import type { Capture } from '../../src/state/types.js';
 import { withRetry } from '../../src/store/retry.js';
 import type { ObjectStore } from '../../src/store/types.js';
 import { FaultyStore, type Gate } from '../helpers/faulty-store.js';
-import { dumpState, fsStore, modelOf, removeDir, repository, sortedEntries, tempDir, writesAt } from '../helpers/snapshot-fixtures.js';
+import { dumpState, fsStore, repository, sortedEntries, stateRig, type StateRig } from '../helpers/snapshot-fixtures.js';
 
 /**
  * A publish whose latest.json PUT landed but whose answer was lost: the retry finds the ETag
@@ -17,25 +16,21 @@ import { dumpState, fsStore, modelOf, removeDir, repository, sortedEntries, temp
  */
 
 const P = 'p0';
-let dir: string;
+let rig: StateRig;
 let base: ObjectStore;
-let state: PartitionState;
-let seq = 0;
 
 beforeEach(async () => {
-  dir = await tempDir('lost-response');
-  base = fsStore(dir, { retry: false });
-  state = await PartitionState.open(join(dir, 'state'), { writeBufferSize: 64 * 1024, partition: P });
+  rig = await stateRig('lost-response', { n: 20, pad: 64 });
+  base = fsStore(rig.dir, { retry: false });
 });
 afterEach(async () => {
-  await state?.close().catch(() => undefined);
   await base?.close();
-  await removeDir(dir);
+  await rig?.close();
 });
 
 async function captureAt(lsn: number): Promise<Capture> {
-  await state.commit(writesAt(lsn), lsn);
-  return state.capture(join(dir, 'staging', `c${seq++}`));
+  await rig.commitAt(lsn);
+  return rig.capture();
 }
 
 describe('a lost latest.json response while another worker publishes', () => {
@@ -84,10 +79,10 @@ describe('a lost latest.json response while another worker publishes', () => {
       const meta = await readMetadata(base, e.path);
       expect((await other.verify(P, meta.snapshotId)).ok).toBe(true);
     }
-    const target = join(dir, 'restored');
+    const target = join(rig.dir, 'restored');
     await other.restore({ partition: P, snapshotId: pointer.retained[1]!.snapshotId, targetDir: target });
     const dump = await dumpState(target);
     expect(dump.lsn).toBe(200);
-    expect(dump.entries).toEqual(sortedEntries(modelOf([100, 200])));
+    expect(dump.entries).toEqual(sortedEntries(rig.modelAt(200)));
   });
 });

@@ -21,13 +21,11 @@ import {
   folders,
   fsStore,
   hasObject,
-  modelOf,
-  removeDir,
   repository,
   restoreLeftovers,
   sortedEntries,
-  tempDir,
-  writesAt,
+  stateRig,
+  type StateRig,
 } from '../helpers/snapshot-fixtures.js';
 
 /**
@@ -38,49 +36,30 @@ import {
  */
 
 const P = 'p0';
-const NODE = 'n1';
 
 let dir: string;
 let base: ObjectStore;
 let faulty: FaultyStore;
 let repo: SnapshotRepository;
-let state: PartitionState;
-let stagingSeq = 0;
+let rig: StateRig;
+let restoreSeq = 0;
 
 beforeEach(async () => {
-  dir = await tempDir('outage');
+  rig = await stateRig('outage');
+  dir = rig.dir;
   // No retry wrapper: each injected fault reaches the snapshot code as is.
   base = fsStore(dir, { retry: false });
   faulty = new FaultyStore(base);
   repo = repository(faulty, 3);
-  state = await PartitionState.open(join(dir, 'state', P), { writeBufferSize: 64 * 1024, partition: P });
 });
 afterEach(async () => {
-  await state?.close().catch(() => undefined);
   await base?.close();
-  await removeDir(dir);
+  await rig?.close();
 });
 
-const committed: number[] = [];
-beforeEach(() => {
-  committed.length = 0;
-});
-
-async function commitAt(lsn: number, n = 40, pad = 200): Promise<void> {
-  await state.commit(writesAt(lsn, n, pad), lsn);
-  committed.push(lsn);
-}
-
-const modelAt = (lsn: number) => modelOf(committed.filter((l) => l <= lsn), 40, 200);
-
-async function checkpointNow(r: SnapshotRepository = repo): Promise<CheckpointResult> {
-  const capture = await state.capture(join(dir, 'staging', `c${stagingSeq++}`));
-  try {
-    return await r.checkpoint(capture, { partition: P, node: NODE, source: `embedded:${P}` });
-  } finally {
-    await capture.release();
-  }
-}
+const commitAt = (lsn: number) => rig.commitAt(lsn);
+const modelAt = (lsn: number) => rig.modelAt(lsn);
+const checkpointNow = (r: SnapshotRepository = repo): Promise<CheckpointResult> => rig.checkpointNow(r);
 
 async function pointerBytes(): Promise<{ body: string; etag: string } | undefined> {
   try {
@@ -101,7 +80,7 @@ function foldersTouched(): string[] {
   return [...names];
 }
 
-async function expectRestoresTo(lsn: number, into = join(dir, 'restored', `r${stagingSeq++}`, P)): Promise<void> {
+async function expectRestoresTo(lsn: number, into = join(dir, 'restored', `r${restoreSeq++}`, P)): Promise<void> {
   const r = await repository(base, 3).restore({ partition: P, targetDir: into });
   expect(r.metadata.lsn).toBe(lsn);
   const dump = await dumpState(into);

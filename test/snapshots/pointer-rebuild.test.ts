@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createFork } from '../../src/forks/fork.js';
@@ -9,19 +8,17 @@ import { pruneSnapshots } from '../../src/snapshots/prune.js';
 import { rebuildPointer } from '../../src/snapshots/rebuild.js';
 import { listSnapshots, type CheckpointResult, type SnapshotRepository } from '../../src/snapshots/repository.js';
 import { latestSchema, pinSchema, type SnapshotMetadata } from '../../src/snapshots/schemas.js';
-import { PartitionState } from '../../src/state/partition-state.js';
 import type { ObjectStore } from '../../src/store/types.js';
+import { flipByteInFile } from '../helpers/faulty-store.js';
 import {
   caughtError,
   dumpState,
   folders,
   fsStore,
-  modelOf,
-  removeDir,
   repository,
   sortedEntries,
-  tempDir,
-  writesAt,
+  stateRig,
+  type StateRig,
 } from '../helpers/snapshot-fixtures.js';
 
 /**
@@ -37,38 +34,23 @@ const GARBAGE = 'garbage{';
 let dir: string;
 let store: ObjectStore;
 let repo: SnapshotRepository;
-let state: PartitionState;
+let rig: StateRig;
 let seq = 0;
-const committed: number[] = [];
 
 beforeEach(async () => {
-  dir = await tempDir('pointer-rebuild');
+  rig = await stateRig('pointer-rebuild');
+  dir = rig.dir;
   store = fsStore(dir);
   repo = repository(store, 3);
-  state = await PartitionState.open(join(dir, 'state', P), { writeBufferSize: 64 * 1024, partition: P });
-  committed.length = 0;
 });
 afterEach(async () => {
-  await state?.close().catch(() => undefined);
   await store?.close();
-  await removeDir(dir);
+  await rig?.close();
 });
 
-async function commitAt(lsn: number): Promise<void> {
-  await state.commit(writesAt(lsn, 40, 200), lsn);
-  committed.push(lsn);
-}
-
-const modelAt = (lsn: number) => modelOf(committed.filter((l) => l <= lsn), 40, 200);
-
-async function checkpointNow(r: SnapshotRepository = repo): Promise<CheckpointResult> {
-  const capture = await state.capture(join(dir, 'staging', `c${seq++}`));
-  try {
-    return await r.checkpoint(capture, { partition: P, node: NODE, source: `embedded:${P}` });
-  } finally {
-    await capture.release();
-  }
-}
+const commitAt = (lsn: number) => rig.commitAt(lsn);
+const modelAt = (lsn: number) => rig.modelAt(lsn);
+const checkpointNow = (r: SnapshotRepository = repo): Promise<CheckpointResult> => rig.checkpointNow(r);
 
 /** Commits and checkpoints at each LSN; returns the published snapshots' metadata, oldest first. */
 async function snapshotsAt(...lsns: number[]): Promise<SnapshotMetadata[]> {
@@ -103,16 +85,7 @@ async function storeListing(): Promise<Array<[string, string]>> {
 async function corruptTable(meta: SnapshotMetadata): Promise<string> {
   const victim = meta.files.find((f) => isTableFile(f.name) && f.key.startsWith(`${pathOf(meta)}/`));
   expect(victim).toBeDefined();
-  const handle = await open(join(dir, 'store', victim!.key), 'r+');
-  try {
-    const at = Math.floor(victim!.size / 2);
-    const byte = Buffer.alloc(1);
-    await handle.read(byte, 0, 1, at);
-    byte[0] = byte[0]! ^ 0xff;
-    await handle.write(byte, 0, 1, at);
-  } finally {
-    await handle.close();
-  }
+  await flipByteInFile(join(dir, 'store', victim!.key));
   return victim!.name;
 }
 

@@ -2,7 +2,6 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bankEvents } from '../../src/cli/demo-events.js';
-import { normaliseConfig } from '../../src/core/config.js';
 import { EmbeddedLog } from '../../src/log/embedded.js';
 import { Cairn } from '../../src/runtime/cairn.js';
 import { readLatest } from '../../src/snapshots/pointer.js';
@@ -12,7 +11,7 @@ import bank from '../../examples/bank/processor.js';
 import { bankModel } from '../helpers/bank-model.js';
 import { FaultyStore } from '../helpers/faulty-store.js';
 import { runCli, tempDir } from '../helpers/cli.js';
-import { readState, writeConfig } from '../helpers/runtime-harness.js';
+import { embeddedConfig, readState, writeConfig } from '../helpers/runtime-harness.js';
 
 /**
  * A fresh node restoring while another worker checkpoints every few hundred records: by the
@@ -33,15 +32,7 @@ afterEach(async () => {
 function world() {
   const dir = tempDir('cairn-restore-rounds-');
   dirs.push(dir);
-  const raw = {
-    store: { url: 'file://./store' },
-    log: { type: 'embedded', dir: './log' },
-    stateDir: './state',
-    node: 'n1',
-    snapshots: { everyRecords: 200, retain: 3, concurrency: 4 },
-    runtime: { batchSize: 50, onBadRecord: 'stop' },
-  };
-  const config = normaliseConfig(raw, dir, 'test');
+  const { raw, config } = embeddedConfig(dir, { snapshots: { everyRecords: 200, retain: 3, concurrency: 4 } });
   const log = new EmbeddedLog({ dir: join(dir, 'log') });
   closers.push(() => log.close());
   return { dir, raw, config, log };
