@@ -45,9 +45,11 @@ export const configSchema = z
         everyRecords: z.number().int().positive().default(100_000),
         retain: z.number().int().min(1).max(1000).default(3),
         concurrency: z.number().int().min(1).max(256).default(16),
+        /** How long a snapshot evicted from retained[] stays readable (restores that started on it finish). */
+        evictionGraceMs: z.number().int().min(0).max(7 * 24 * 3_600_000).default(300_000),
       })
       .strict()
-      .default({ everyRecords: 100_000, retain: 3, concurrency: 16 }),
+      .default({ everyRecords: 100_000, retain: 3, concurrency: 16, evictionGraceMs: 300_000 }),
     runtime: z
       .object({
         batchSize: z.number().int().min(1).max(100_000).default(1000),
@@ -99,7 +101,7 @@ export interface CairnConfig {
   log: LogConfig;
   stateDir: string;
   node: string;
-  snapshots: { everyRecords: number; retain: number; concurrency: number };
+  snapshots: { everyRecords: number; retain: number; concurrency: number; evictionGraceMs: number };
   runtime: { batchSize: number; onBadRecord: 'stop' | 'skip' };
   coordinator?: CoordinatorConfig;
 }

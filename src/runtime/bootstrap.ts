@@ -4,9 +4,11 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CairnError, isCairnError } from '../core/errors.js';
 import { linkOrCopy } from '../core/files.js';
+import { SNAPSHOT_ID } from '../core/names.js';
 import type { Logger } from '../core/logger.js';
 import type { Log } from '../log/types.js';
 import type { SnapshotRepository, RestoreResult } from '../snapshots/repository.js';
+import { removeAbandonedRestores } from '../snapshots/restore-workdir.js';
 import { PartitionState } from '../state/partition-state.js';
 
 /**
@@ -142,4 +144,47 @@ export async function openOrBootstrap(ctx: BootstrapContext): Promise<OpenedStat
   if (local.damaged) await rm(ctx.dir, { recursive: true, force: true });
   const state = await PartitionState.open(ctx.dir, { create: true, partition: ctx.partition });
   return { state, source: 'empty', ...(local.problem ? { reason: local.problem } : {}) };
+}
+
+/**
+ * Replaces a running processor's local state with the latest snapshot (a trim gap, or damage
+ * found while running), provided the snapshot covers the log start — decided before `close`
+ * is called, so an uncoverable gap changes nothing. Damaged state with no snapshot at all
+ * (`discardable`) is rebuilt from an untrimmed log. Returns the new state and its snapshot LSN
+ * (-1 when rebuilt from scratch).
+ */
+export async function replaceLocalState(
+  ctx: BootstrapContext,
+  what: { needed: number; logStart: number; reason: string; discardable: boolean },
+  close: () => Promise<void>,
+): Promise<{ state: PartitionState; snapshotLsn: number }> {
+  const { partition, repository, logger, dir } = ctx;
+  const latest = await repository.latest(partition);
+  const fromScratch = !latest && what.logStart === 0 && what.discardable;
+  if (!fromScratch && (!latest || latest.pointer.lsn + 1 < what.logStart)) throw trimGapError(partition, what.needed, what.logStart, latest?.pointer.lsn);
+  await close();
+  if (fromScratch) {
+    await rm(dir, { recursive: true, force: true });
+    logger.warn({ partition, reason: what.reason }, 'no snapshot exists: replaying the whole log into fresh state');
+    return { state: await PartitionState.open(dir, { create: true, partition }), snapshotLsn: -1 };
+  }
+  const restore = await bootstrapFromSnapshot(ctx, what.needed, what.logStart);
+  logger.warn({ partition, reason: what.reason, lsn: restore.metadata.lsn }, 'local state replaced by the latest snapshot; replaying the log from there');
+  return { state: await PartitionState.open(dir, { create: false, partition }), snapshotLsn: restore.metadata.lsn };
+}
+
+/**
+ * What a worker killed mid-way leaves behind: staged captures (hard links that pin old
+ * tables on disk), trim-gap peeks beside the state folder and abandoned restores
+ * (restore-workdir.ts). Called by the processor that now holds the partition, so none is in
+ * use. Only names no partition can have (a ULID suffix, a leading dot) are touched.
+ */
+export async function removeLeftovers(stateDir: string, partition: string): Promise<void> {
+  const root = join(stateDir, '.staging');
+  const prefix = `${partition}-`;
+  const staged = (await readdir(root).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && SNAPSHOT_ID.test(n.slice(prefix.length)));
+  const peek = `.${partition}.peek-`;
+  const beside = (await readdir(stateDir).catch(() => [] as string[])).filter((n) => n.startsWith(peek) && /^[0-9a-f]{8}$/.test(n.slice(peek.length)));
+  await Promise.all([...staged.map((n) => join(root, n)), ...beside.map((n) => join(stateDir, n))].map((path) => rm(path, { recursive: true, force: true })));
+  await removeAbandonedRestores(join(stateDir, partition), { owned: true });
 }

@@ -64,6 +64,7 @@ export class Cairn {
     this.repositoryInstance ??= new SnapshotRepository(this.store, {
       retain: this.config.snapshots.retain,
       concurrency: this.config.snapshots.concurrency,
+      evictionGraceMs: this.config.snapshots.evictionGraceMs,
       logger: this.logger,
       ...(this.config.store.storageClass ? { storageClass: this.config.store.storageClass } : {}),
     });

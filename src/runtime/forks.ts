@@ -68,7 +68,8 @@ export class ForkOperations {
   }
 
   async prune(partition: string, keep: number, dryRun = false): Promise<PruneResult> {
-    return pruneSnapshots(this.c.store, partition, keep, { dryRun });
+    const grace = this.c.snapshots.options.evictionGraceMs;
+    return pruneSnapshots(this.c.store, partition, keep, { dryRun, ...(grace !== undefined ? { evictionGraceMs: grace } : {}) });
   }
 
   /**

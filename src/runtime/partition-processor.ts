@@ -1,17 +1,15 @@
-import { readdir, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { CairnError, isCairnError, toCairnError } from '../core/errors.js';
 import { newSnapshotId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
-import { SNAPSHOT_ID, validatePartition } from '../core/names.js';
+import { validatePartition } from '../core/names.js';
 import type { Log, LogRecord } from '../log/types.js';
 import type { CheckpointResult, SnapshotRepository } from '../snapshots/repository.js';
-import { removeAbandonedRestores } from '../snapshots/restore-workdir.js';
 import { isLocalCorruption } from '../state/integrity.js';
 import { PartitionState } from '../state/partition-state.js';
 import { BatchWrites } from './batch.js';
-import { bootstrapFromSnapshot, openOrBootstrap, trimGapError, type OpenedState } from './bootstrap.js';
+import { openOrBootstrap, removeLeftovers, replaceLocalState, type OpenedState } from './bootstrap.js';
 import type { Processor } from './processor-module.js';
 import type { RuntimeMetrics } from './metrics.js';
 import { CoordinatorReporter, type CoordinatorLink } from './coordinator-reporter.js';
@@ -141,7 +139,7 @@ export class PartitionProcessor {
     this.opened = await openOrBootstrap(this.context());
     this.state = this.opened.state;
     this.lastSnapshotLsn = this.opened.restore?.metadata.lsn ?? -1;
-    await this.removeLeftovers();
+    await removeLeftovers(this.options.stateDir, this.options.partition);
     this.options.logger.info({ partition: this.options.partition, source: this.opened.source, lsn: this.appliedLsn, reason: this.opened.reason }, 'partition state opened');
     return this.opened;
   }
@@ -404,7 +402,7 @@ export class PartitionProcessor {
   /** The log was trimmed past us while running (e.g. by the coordinator): re-bootstrap. */
   private async recoverFromTrimGap(): Promise<void> {
     const info = await this.options.log.info(this.logPartition);
-    await this.replaceState(this.appliedLsn + 1, info.start, `trim gap: the log starts at ${info.start}`);
+    await this.replaceState(this.appliedLsn + 1, info.start, `trim gap: the log starts at ${info.start}`, false);
   }
 
   /**
@@ -423,47 +421,15 @@ export class PartitionProcessor {
     await this.replaceState(this.appliedLsn + 1, info.start, `damaged local state: ${damage.message}`, true);
   }
 
-  /**
-   * Closes local state and restores the latest snapshot in its place, provided it covers the
-   * log start; a damaged state with no snapshot at all is rebuilt from an untrimmed log.
-   */
-  private async replaceState(needed: number, logStart: number, reason: string, discardable = false): Promise<void> {
-    const { partition, repository, logger } = this.options;
+  private async replaceState(needed: number, logStart: number, reason: string, discardable: boolean): Promise<void> {
     await this.drainSnapshot();
-    const latest = await repository.latest(partition);
-    const fromScratch = !latest && logStart === 0 && discardable;
-    if (!fromScratch && (!latest || latest.pointer.lsn + 1 < logStart)) throw trimGapError(partition, needed, logStart, latest?.pointer.lsn);
-    await this.state?.close();
-    this.state = undefined;
     this.sinceSnapshot = 0;
-    if (fromScratch) {
-      await rm(this.dir, { recursive: true, force: true });
-      this.state = await PartitionState.open(this.dir, { create: true, partition });
-      this.lastSnapshotLsn = -1;
-      logger.warn({ partition, reason }, 'no snapshot exists: replaying the whole log into fresh state');
-      return;
-    }
-    const restore = await bootstrapFromSnapshot(this.context(), needed, logStart);
-    this.state = await PartitionState.open(this.dir, { create: false, partition });
-    this.lastSnapshotLsn = restore.metadata.lsn;
-    logger.warn({ partition, reason, lsn: restore.metadata.lsn }, 'local state replaced by the latest snapshot; replaying the log from there');
-  }
-
-  /**
-   * What a worker killed mid-way leaves behind: staged captures (hard links that pin old
-   * tables on disk), trim-gap peeks beside the state folder (bootstrap.ts) and abandoned
-   * restores (restore-workdir.ts). We hold this partition's state now, so none is in use.
-   * Only names no partition can have (a ULID suffix, a leading dot) are touched.
-   */
-  private async removeLeftovers(): Promise<void> {
-    const { stateDir, partition } = this.options;
-    const root = join(stateDir, '.staging');
-    const prefix = `${partition}-`;
-    const staged = (await readdir(root).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && SNAPSHOT_ID.test(n.slice(prefix.length)));
-    const peek = `.${partition}.peek-`;
-    const beside = (await readdir(stateDir).catch(() => [] as string[])).filter((n) => n.startsWith(peek) && /^[0-9a-f]{8}$/.test(n.slice(peek.length)));
-    await Promise.all([...staged.map((n) => join(root, n)), ...beside.map((n) => join(stateDir, n))].map((path) => rm(path, { recursive: true, force: true })));
-    await removeAbandonedRestores(this.dir, { owned: true });
+    const replaced = await replaceLocalState(this.context(), { needed, logStart, reason, discardable }, async () => {
+      await this.state?.close();
+      this.state = undefined;
+    });
+    this.state = replaced.state;
+    this.lastSnapshotLsn = replaced.snapshotLsn;
   }
 
   private context() {

@@ -23,6 +23,7 @@ export interface CheckpointOptions {
   source: string;
   retain: number;
   concurrency: number;
+  evictionGraceMs?: number;
   storageClass?: string;
   /** sha256 by `${name}:${size}`; default: the capture's own (valid for its open database). */
   hashCache?: Map<string, string>;
@@ -135,6 +136,7 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
     const published = await publishPointer(store, options.partition, toRetainedEntry(metadata, path), {
       retain: options.retain,
       known,
+      ...(options.evictionGraceMs !== undefined ? { evictionGraceMs: options.evictionGraceMs } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
     });
     if (published.status === 'superseded') {
@@ -142,7 +144,8 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
       return { status: 'superseded', metadata, currentLsn: published.current.lsn, damaged };
     }
     for (const old of published.evicted) await deleteSnapshotFolder(store, old.path);
-    if (metadata.parent) await releaseUnusedPin(store, metadata, published.pointer.retained, options.logger);
+    // Evicted snapshots still within their grace may be restored: they count as referencing too.
+    if (metadata.parent) await releaseUnusedPin(store, metadata, [...published.pointer.retained, ...(published.pointer.evicted ?? [])], options.logger);
     return { status: 'published', metadata, evicted: published.evicted.map((e) => e.path), damaged };
   } catch (err) {
     queue.clear();

@@ -27,8 +27,9 @@ export function ownsAllFiles(meta: SnapshotMetadata): boolean {
 }
 
 /**
- * After a fork's checkpoint: once no retained snapshot of the fork references its ancestors'
- * keys (its checkpoints copied the inherited files server-side), the pin on its parent goes.
+ * After a fork's checkpoint: once no snapshot of the fork that can still be read (retained, or
+ * evicted within its grace) references its ancestors' keys (its checkpoints copied the
+ * inherited files server-side), the pin on its parent goes.
  * Failures only keep the pin a while longer, so they are logged, never thrown.
  */
 export async function releaseUnusedPin(store: ObjectStore, latest: SnapshotMetadata, retained: readonly RetainedEntry[], logger?: Logger): Promise<boolean> {

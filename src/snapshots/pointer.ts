@@ -3,7 +3,7 @@ import { parseSnapshotFolderName } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
-import { latestSchema, metadataSchema, parseDocument, pinSchema, type LatestPointer, type Pin, type RetainedEntry, type SnapshotMetadata } from './schemas.js';
+import { latestSchema, metadataSchema, parseDocument, pinSchema, type EvictedEntry, type LatestPointer, type Pin, type RetainedEntry, type SnapshotMetadata } from './schemas.js';
 
 /**
  * latest.json is the only object Cairn ever overwrites. Every update is a conditional PUT
@@ -142,17 +142,27 @@ export type PublishResult =
 
 export interface PublishOptions {
   retain: number;
+  /**
+   * How long an evicted snapshot stays in the store (listed in the pointer's `evicted[]`)
+   * before a publish hands it back for deletion. 0 or absent: at once.
+   */
+  evictionGraceMs?: number;
   /** The pointer read before the upload began, reused to save a GET when nobody raced us. */
   known?: PointerRead | undefined;
   maxAttempts?: number;
   logger?: Logger;
+  now?: () => number;
 }
+
+/** Snapshots waiting out their grace, at most this many: the pointer is read by every restore. */
+const MAX_PENDING_EVICTIONS = 64;
 
 /**
  * Moves latest.json to `entry` unless it already holds an LSN >= ours. Returns the entries
- * that fell out of the retention window (never pinned ones); the caller deletes their folders
- * only after this returns, so a reader following the pointer never meets a deleted snapshot
- * it was just pointed at.
+ * whose folders may now be deleted: those that fell out of the retention window (never
+ * pinned ones) at least `evictionGraceMs` ago. The caller deletes them only after this
+ * returns, so a reader following the pointer never meets a deleted snapshot it was just
+ * pointed at, and one that read an older pointer has the grace period to finish.
  */
 export async function publishPointer(
   store: ObjectStore,
@@ -162,6 +172,7 @@ export async function publishPointer(
 ): Promise<PublishResult> {
   let current = options.known === undefined ? await readLatest(store, partition) : options.known;
   const attempts = options.maxAttempts ?? 20;
+  const grace = options.evictionGraceMs ?? 0;
   let pins: Map<string, Set<string>> | undefined;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     if (current && current.pointer.snapshotId === entry.snapshotId) {
@@ -176,17 +187,26 @@ export async function publishPointer(
       return { status: 'superseded', current: current.pointer };
     }
     pins ??= await readPins(store, partition);
+    const now = options.now?.() ?? Date.now();
     const previous = current?.pointer.retained ?? [];
     const merged = [entry, ...previous.filter((e) => e.snapshotId !== entry.snapshotId)];
     const keep = merged.filter((e, i) => i < options.retain || pins!.has(e.path));
-    const evicted = merged.filter((e) => !keep.includes(e));
-    const next: LatestPointer = { format: 1, partition, ...entry, retained: keep };
+    const evictedAt = new Date(now).toISOString();
+    const leaving: EvictedEntry[] = [
+      ...merged.filter((e) => !keep.includes(e)).map((e) => ({ ...e, evictedAt })),
+      ...(current?.pointer.evicted ?? []).filter((e) => !keep.some((k) => k.path === e.path)),
+    ];
+    // Newest evictions first; past the cap, or past their grace, they are due for deletion.
+    leaving.sort((a, b) => Date.parse(b.evictedAt) - Date.parse(a.evictedAt));
+    const pending = leaving.filter((e, i) => i < MAX_PENDING_EVICTIONS && now - Date.parse(e.evictedAt) < grace);
+    const due = leaving.filter((e) => !pending.includes(e)).map(({ evictedAt: _, ...e }) => e);
+    const next: LatestPointer = { format: 1, partition, ...entry, retained: keep, ...(pending.length > 0 ? { evicted: pending } : {}) };
     try {
       await store.put(layout.latest(partition), JSON.stringify(next, null, 2), {
         ...(current ? { ifMatch: current.etag } : { ifNoneMatch: '*' as const }),
         contentType: 'application/json',
       });
-      return { status: 'published', pointer: next, evicted };
+      return { status: 'published', pointer: next, evicted: due };
     } catch (err) {
       if (!isCairnError(err, 'CONDITION_FAILED')) throw err;
       options.logger?.debug({ partition, attempt }, 'latest.json changed under us; re-reading');

@@ -24,7 +24,12 @@ const INCOMPLETE_GRACE_MS = 60 * 60_000;
  * first, by conditional PUT, so no reader is pointed at a folder being deleted; a racing
  * writer (a checkpoint, a fork pinning) makes that PUT fail and the decision is taken again.
  */
-export async function pruneSnapshots(store: ObjectStore, partition: string, keep: number, options: { dryRun?: boolean; now?: number } = {}): Promise<PruneResult> {
+export async function pruneSnapshots(
+  store: ObjectStore,
+  partition: string,
+  keep: number,
+  options: { dryRun?: boolean; now?: number; /** as the checkpoints' (PublishOptions) */ evictionGraceMs?: number } = {},
+): Promise<PruneResult> {
   validatePartition(partition);
   if (!Number.isSafeInteger(keep) || keep < 1) throw new CairnError('BAD_INPUT', `invalid --keep ${keep}: expected a positive integer (the latest snapshot is always kept)`);
   const now = options.now ?? Date.now();
@@ -42,6 +47,8 @@ export async function pruneSnapshots(store: ObjectStore, partition: string, keep
     }
     const latest = pointer.read;
     const pins = await readPins(store, partition);
+    // Evicted, but a restore pointed at it before may still be reading it.
+    const graceUntil = new Map((latest?.pointer.evicted ?? []).map((e) => [e.path, Date.parse(e.evictedAt) + (options.evictionGraceMs ?? 0)]));
     const folders = (await listSnapshotsWithPointer(store, partition, pointer)).snapshots;
     const newest = folders.filter((f) => f.complete).sort((a, b) => b.lsn - a.lsn || b.snapshotId.localeCompare(a.snapshotId)).slice(0, keep).map((f) => f.path);
     const kept: PruneResult['kept'] = [];
@@ -51,14 +58,17 @@ export async function pruneSnapshots(store: ObjectStore, partition: string, keep
         latest?.pointer.path === f.path ? 'latest'
         : pins.has(f.path) ? `pinned by fork ${[...pins.get(f.path)!].join(', ')}`
         : newest.includes(f.path) ? `among the newest ${keep}`
+        : (graceUntil.get(f.path) ?? 0) > now ? `evicted recently; kept until ${new Date(graceUntil.get(f.path)!).toISOString()} for restores that started on it`
         : !f.complete && now - decodeTime(f.snapshotId) < INCOMPLETE_GRACE_MS ? 'incomplete, may be an upload in progress'
         : undefined;
       if (why) kept.push({ path: f.path, why });
       else doomed.push(f.path);
     }
     if (options.dryRun || doomed.length === 0) return { partition, dryRun: Boolean(options.dryRun), kept, deleted: doomed };
-    if (latest && latest.pointer.retained.some((e) => doomed.includes(e.path))) {
-      const next: LatestPointer = { ...latest.pointer, retained: latest.pointer.retained.filter((e) => !doomed.includes(e.path)) };
+    if (latest && [...latest.pointer.retained, ...(latest.pointer.evicted ?? [])].some((e) => doomed.includes(e.path))) {
+      const evicted = latest.pointer.evicted?.filter((e) => !doomed.includes(e.path));
+      const { evicted: _, ...rest } = latest.pointer;
+      const next: LatestPointer = { ...rest, retained: latest.pointer.retained.filter((e) => !doomed.includes(e.path)), ...(evicted?.length ? { evicted } : {}) };
       try {
         await store.put(layout.latest(partition), JSON.stringify(next, null, 2), { ifMatch: latest.etag, contentType: 'application/json' });
       } catch (err) {

@@ -22,6 +22,8 @@ export interface SnapshotListing {
   bytes: number | null;
   retained: boolean;
   latest: boolean;
+  /** Left retained[] and waits out its eviction grace (still whole, deleted after it). */
+  evicted: boolean;
   /** false when metadata.json is missing or unreadable (an interrupted upload). */
   complete: boolean;
 }
@@ -29,6 +31,8 @@ export interface SnapshotListing {
 export interface RepositoryOptions {
   retain: number;
   concurrency: number;
+  /** See PublishOptions.evictionGraceMs; absent: evicted snapshots are deleted at once. */
+  evictionGraceMs?: number;
   storageClass?: string;
   logger?: Logger;
 }
@@ -55,9 +59,10 @@ export async function listSnapshotsWithPointer(store: ObjectStore, partition: st
   validatePartition(partition);
   const { status: pointer, read: latest } = known ?? (await readPointerStatus(store, partition));
   const retained = new Set(latest?.pointer.retained.map((e) => e.snapshotId) ?? []);
+  const evicted = new Set(latest?.pointer.evicted?.map((e) => e.snapshotId) ?? []);
   const listings = await Promise.all(
     (await listSnapshotFolders(store, partition)).map(async (f): Promise<SnapshotListing> => {
-      const base = { ...f, retained: retained.has(f.snapshotId), latest: latest?.pointer.snapshotId === f.snapshotId };
+      const base = { ...f, retained: retained.has(f.snapshotId), evicted: evicted.has(f.snapshotId), latest: latest?.pointer.snapshotId === f.snapshotId };
       try {
         const meta = await readMetadata(store, f.path);
         return { ...base, createdAt: meta.createdAt, bytes: meta.files.reduce((n, x) => n + x.size, 0), complete: true };
@@ -129,6 +134,7 @@ export class SnapshotRepository {
     return checkpoint(this.store, capture, {
       retain: this.options.retain,
       concurrency: this.options.concurrency,
+      ...(this.options.evictionGraceMs !== undefined ? { evictionGraceMs: this.options.evictionGraceMs } : {}),
       ...(this.options.storageClass ? { storageClass: this.options.storageClass } : {}),
       ...(this.options.logger ? { logger: this.options.logger } : {}),
       ...options,

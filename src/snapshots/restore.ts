@@ -80,7 +80,8 @@ export async function restoreSnapshot(store: ObjectStore, options: RestoreOption
   } finally {
     await work.dispose();
   }
-  const reasons = skipped.map((s) => `${s.path}: ${s.reason}`).join('; ');
+  // The first few reasons in the message; every one of them in details.
+  const reasons = skipped.slice(0, 3).map((s) => `${s.path}: ${s.reason}`).join('; ') + (skipped.length > 3 ? `; and ${skipped.length - 3} more` : '');
   throw new CairnError('NO_SNAPSHOT', `no usable snapshot for ${options.partition}${reasons ? ` (${reasons})` : ''}`, {
     details: { skipped },
   });

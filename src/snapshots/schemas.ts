@@ -65,6 +65,12 @@ export const latestSchema = z.object({
   path: z.string().min(1),
   createdAt: isoTime,
   retained: z.array(retainedEntrySchema).min(1),
+  /**
+   * Snapshots that left retained[] but whose folders are kept until `evictedAt` + the
+   * eviction grace, so a restore that was pointed at one can still finish. Absent in
+   * pointers written before it existed (and when nothing is pending).
+   */
+  evicted: z.array(retainedEntrySchema.extend({ evictedAt: isoTime })).optional(),
 });
 
 /** `{parent}/pins/{fork}.json`: the parent snapshots a fork's files still reference. */
@@ -74,6 +80,7 @@ export type Pin = z.infer<typeof pinSchema>;
 export type SnapshotFile = z.infer<typeof snapshotFileSchema>;
 export type SnapshotMetadata = z.infer<typeof metadataSchema>;
 export type RetainedEntry = z.infer<typeof retainedEntrySchema>;
+export type EvictedEntry = RetainedEntry & { evictedAt: string };
 export type LatestPointer = z.infer<typeof latestSchema>;
 
 /** Parses a stored JSON document; anything unreadable is CORRUPT naming the key. */

@@ -27,7 +27,9 @@ afterAll(async () => {
 });
 
 function cairnOn(backend: (typeof BACKENDS)[number], dir: string, label: string, counting = false): { cairn: Cairn; store: CountingStore | undefined } {
-  const config = normaliseConfig({ store: backend.storeConfig(label), snapshots: { everyRecords: 1000, retain: 3, concurrency: 8 }, runtime: { batchSize: 250 } }, dir, 'test');
+  // No eviction grace: a fork's pin goes as soon as no snapshot it may still be restored from
+  // (retained, or evicted within the grace) references the parent; here, at once.
+  const config = normaliseConfig({ store: backend.storeConfig(label), snapshots: { everyRecords: 1000, retain: 3, concurrency: 8, evictionGraceMs: 0 }, runtime: { batchSize: 250 } }, dir, 'test');
   const store = counting ? new CountingStore(createStore(config.store)) : undefined;
   const cairn = new Cairn(config, store ? { store } : {});
   opened.push(cairn);

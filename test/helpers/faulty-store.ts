@@ -271,3 +271,26 @@ export class FaultyStore implements ObjectStore {
     return result;
   }
 }
+
+/**
+ * A slow link to a real store: downloads, together, take as long as `bytesPerSecond` allows
+ * (the bytes move at full speed, then each call waits for its turn on the shared link);
+ * everything else passes through.
+ */
+export class ThrottledStore extends FaultyStore {
+  downloadedBytes = 0;
+  private linkFreeAt = 0;
+
+  constructor(inner: ObjectStore, private readonly bytesPerSecond: number) {
+    super(inner);
+  }
+
+  override async downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
+    const result = await super.downloadFile(key, path, options);
+    this.downloadedBytes += result.size;
+    const due = Math.max(Date.now(), this.linkFreeAt) + (result.size / this.bytesPerSecond) * 1000;
+    this.linkFreeAt = due;
+    await new Promise((r) => setTimeout(r, due - Date.now()));
+    return result;
+  }
+}

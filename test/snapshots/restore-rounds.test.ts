@@ -9,7 +9,7 @@ import { SnapshotRepository } from '../../src/snapshots/repository.js';
 import { createStore } from '../../src/store/index.js';
 import bank from '../../examples/bank/processor.js';
 import { bankModel } from '../helpers/bank-model.js';
-import { FaultyStore } from '../helpers/faulty-store.js';
+import { FaultyStore, ThrottledStore } from '../helpers/faulty-store.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { embeddedConfig, readState, writeConfig } from '../helpers/runtime-harness.js';
 
@@ -29,18 +29,64 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function world() {
+/** A worker that snapshots every 200 records; `evictionGraceMs` as given (the default when absent). */
+function world(evictionGraceMs?: number) {
   const dir = tempDir('cairn-restore-rounds-');
   dirs.push(dir);
-  const { raw, config } = embeddedConfig(dir, { snapshots: { everyRecords: 200, retain: 3, concurrency: 4 } });
+  const { raw, config } = embeddedConfig(dir, { snapshots: { everyRecords: 200, retain: 3, concurrency: 4, ...(evictionGraceMs === undefined ? {} : { evictionGraceMs }) } });
   const log = new EmbeddedLog({ dir: join(dir, 'log') });
   closers.push(() => log.close());
   return { dir, raw, config, log };
 }
 
 describe('a restore slower than the checkpoints around it', () => {
-  it('reads latest.json again when every snapshot it listed was evicted meanwhile, and restores a newer one', async () => {
+  it('throttled to 8 KB/s while a worker checkpoints every 200 records: restores the snapshot it was pointed at (eviction grace)', { timeout: 120_000 }, async () => {
     const w = world();
+    const events = bankEvents(40_000, 23);
+    await w.log.append(P, events.slice(0, 2000));
+    const worker = new Cairn(w.config, { log: w.log });
+    closers.push(() => worker.store.close());
+    const processor = worker.processor(P, bank);
+    await processor.run({ untilLsn: 1999 });
+    const stop = new AbortController();
+    let appended = 2000;
+    const feeding = (async () => {
+      // Records keep arriving, and the worker keeps checkpointing, for as long as the restore runs.
+      while (!stop.signal.aborted && appended < events.length) {
+        await w.log.append(P, events.slice(appended, appended + 100));
+        appended += 100;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    const running = processor.run({ signal: stop.signal });
+
+    const slow = new ThrottledStore(createStore(w.config.store), 8 * 1024);
+    closers.push(() => slow.close());
+    const target = join(w.dir, 'fresh', P);
+    const restoring = new SnapshotRepository(slow, { retain: 3, concurrency: 4 }).restore({ partition: P, targetDir: target });
+    let result: Awaited<typeof restoring>;
+    try {
+      result = await restoring;
+    } finally {
+      stop.abort();
+      await feeding;
+      await running;
+      await processor.close();
+    }
+    const latest = (await readLatest(worker.store, P))!.pointer;
+    // The download outlived several checkpoints: what it restored is no longer retained, and
+    // yet it was all there, in the first round.
+    expect(slow.downloadedBytes).toBeGreaterThan(16 * 1024);
+    expect(latest.retained.map((e) => e.snapshotId)).not.toContain(result.metadata.snapshotId);
+    expect(latest.evicted?.map((e) => e.snapshotId)).toContain(result.metadata.snapshotId);
+    expect(result.skipped).toEqual([]);
+    const state = await readState(target);
+    expect(state.lsn).toBe(result.metadata.lsn);
+    expect(state.entries).toEqual(bankModel(events, result.metadata.lsn));
+  });
+
+  it('with no eviction grace: reads latest.json again when every snapshot it listed was deleted meanwhile, and restores a newer one', async () => {
+    const w = world(0);
     const events = bankEvents(1600, 21);
     await w.log.append(P, events.slice(0, 600));
     const worker = new Cairn(w.config, { log: w.log });

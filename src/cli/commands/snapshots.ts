@@ -22,8 +22,8 @@ export function registerSnapshots(program: Command): void {
           (list.length === 0
             ? `${partition}: no snapshots`
             : list
-                .map((s) => `${s.latest ? '*' : s.retained ? '+' : ' '} ${s.snapshotId}  lsn ${String(s.lsn).padStart(10)}  ${s.createdAt ?? 'incomplete'}  ${s.bytes === null ? '-' : mib(s.bytes)}  ${s.path}`)
-                .join('\n') + '\n(* latest, + retained)'),
+                .map((s) => `${s.latest ? '*' : s.retained ? '+' : s.evicted ? '~' : ' '} ${s.snapshotId}  lsn ${String(s.lsn).padStart(10)}  ${s.createdAt ?? 'incomplete'}  ${s.bytes === null ? '-' : mib(s.bytes)}  ${s.path}`)
+                .join('\n') + '\n(* latest, + retained, ~ evicted: deleted after the eviction grace)'),
         );
       }),
     );
