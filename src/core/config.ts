@@ -18,11 +18,30 @@ const storeSchema = z
     storageClass: z.string().regex(/^[A-Z_]{1,32}$/).optional(),
     multipartThresholdBytes: z.number().int().min(5 * 1024 * 1024).optional(),
     partSizeBytes: z.number().int().min(5 * 1024 * 1024).optional(),
+    /** Time allowed to open a TCP (and TLS) connection to the store. */
+    connectTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+    /** A request whose response has not started (or whose socket stays silent) this long fails. */
+    requestTimeoutMs: z.number().int().min(100).max(3_600_000).optional(),
+    /** Attempts per request, the first included (1 = never retry). The only retry layer for store requests. */
+    maxAttempts: z.number().int().min(1).max(20).optional(),
   })
   .strict();
 
+/** Defaults for the store, in one place (the backends take them from StoreConfig). */
+export const STORE_DEFAULTS = {
+  multipartThresholdBytes: 64 * 1024 * 1024,
+  partSizeBytes: 16 * 1024 * 1024,
+  connectTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  maxAttempts: 4,
+} as const;
+
+/** How long a batch run (--stop-at-end, --until-lsn) or a CLI command waits out an unreachable log. */
+export const LOG_UNAVAILABLE_TIMEOUT_MS = 60_000;
+const unavailableTimeoutMs = z.number().int().min(0).max(86_400_000).optional();
+
 const logSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('embedded'), dir: z.string().min(1) }).strict(),
+  z.object({ type: z.literal('embedded'), dir: z.string().min(1), unavailableTimeoutMs }).strict(),
   z
     .object({
       type: z.literal('kafka'),
@@ -30,6 +49,7 @@ const logSchema = z.discriminatedUnion('type', [
       topic: z.string().min(1),
       clientId: z.string().min(1).optional(),
       partitions: z.record(z.string().regex(PARTITION_NAME), z.number().int().min(0)).optional(),
+      unavailableTimeoutMs,
     })
     .strict(),
 ]);
@@ -42,7 +62,8 @@ export const configSchema = z
     node: z.string().regex(NODE_NAME).optional(),
     snapshots: z
       .object({
-        everyRecords: z.number().int().positive().default(100_000),
+        /** 0 = never by record count (only on request, on exit, or by `cairn checkpoint`). */
+        everyRecords: z.number().int().min(0).default(100_000),
         retain: z.number().int().min(1).max(1000).default(3),
         concurrency: z.number().int().min(1).max(256).default(16),
         /** How long a snapshot evicted from retained[] stays readable (restores that started on it finish). */
@@ -88,11 +109,15 @@ export interface StoreConfig {
   storageClass?: string;
   multipartThresholdBytes: number;
   partSizeBytes: number;
+  connectTimeoutMs: number;
+  requestTimeoutMs: number;
+  /** Attempts per store request, the first included. */
+  maxAttempts: number;
 }
 
 export type LogConfig =
-  | { type: 'embedded'; dir: string }
-  | { type: 'kafka'; brokers: string[]; topic: string; clientId: string; partitions: Record<string, number> };
+  | { type: 'embedded'; dir: string; unavailableTimeoutMs: number }
+  | { type: 'kafka'; brokers: string[]; topic: string; clientId: string; partitions: Record<string, number>; unavailableTimeoutMs: number };
 
 export interface CairnConfig {
   /** Where the configuration came from: a file path, or 'default'. */
@@ -131,12 +156,14 @@ export function normaliseConfig(raw: unknown, baseDir: string, source: string): 
   }
   const c = parsed.data;
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
-  const MiB = 1024 * 1024;
   const store: StoreConfig = {
     kind: c.store.url.startsWith('s3://') ? 's3' : 'fs',
     url: c.store.url,
-    multipartThresholdBytes: c.store.multipartThresholdBytes ?? 64 * MiB,
-    partSizeBytes: c.store.partSizeBytes ?? 16 * MiB,
+    multipartThresholdBytes: c.store.multipartThresholdBytes ?? STORE_DEFAULTS.multipartThresholdBytes,
+    partSizeBytes: c.store.partSizeBytes ?? STORE_DEFAULTS.partSizeBytes,
+    connectTimeoutMs: c.store.connectTimeoutMs ?? STORE_DEFAULTS.connectTimeoutMs,
+    requestTimeoutMs: c.store.requestTimeoutMs ?? STORE_DEFAULTS.requestTimeoutMs,
+    maxAttempts: c.store.maxAttempts ?? STORE_DEFAULTS.maxAttempts,
     ...(c.store.endpoint ? { endpoint: c.store.endpoint } : {}),
     ...(c.store.region ? { region: c.store.region } : {}),
     ...(c.store.forcePathStyle !== undefined ? { forcePathStyle: c.store.forcePathStyle } : {}),
@@ -155,10 +182,11 @@ export function normaliseConfig(raw: unknown, baseDir: string, source: string): 
       });
     }
   }
+  const unavailable = c.log.unavailableTimeoutMs ?? LOG_UNAVAILABLE_TIMEOUT_MS;
   const log: LogConfig =
     c.log.type === 'embedded'
-      ? { type: 'embedded', dir: abs(c.log.dir) }
-      : { type: 'kafka', brokers: c.log.brokers, topic: c.log.topic, clientId: c.log.clientId ?? 'cairn', partitions: c.log.partitions ?? {} };
+      ? { type: 'embedded', dir: abs(c.log.dir), unavailableTimeoutMs: unavailable }
+      : { type: 'kafka', brokers: c.log.brokers, topic: c.log.topic, clientId: c.log.clientId ?? 'cairn', partitions: c.log.partitions ?? {}, unavailableTimeoutMs: unavailable };
   return {
     source,
     store,

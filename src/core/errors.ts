@@ -13,6 +13,11 @@ export const ERROR_CODES = {
   NOT_FOUND: { retryable: false, exit: 1 },
   /** A conditional write lost: If-Match / If-None-Match did not hold. */
   CONDITION_FAILED: { retryable: false, exit: 1 },
+  /**
+   * A compare-and-swap (latest.json) kept losing to concurrent writers. Contention, not an
+   * outage: the store answered every request. Final once returned (the loop already retried).
+   */
+  CONFLICT: { retryable: false, exit: 1 },
   /** The object store could not be reached or answered with a temporary failure. */
   STORE_UNAVAILABLE: { retryable: true, exit: 1 },
   /** The object store refused the request for a permanent reason (auth, bad bucket). */

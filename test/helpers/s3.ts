@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { basename } from 'node:path';
 import { inject } from 'vitest';
-import type { StoreConfig } from '../../src/core/config.js';
+import { STORE_DEFAULTS, type StoreConfig } from '../../src/core/config.js';
 
 /**
  * What S3 integration tests need to reach the MinIO started by test/setup/global.ts.
@@ -55,8 +55,7 @@ export function s3StoreConfig(prefix: string = uniqueS3Prefix('test'), overrides
     endpoint: s3.endpoint,
     region: s3.region,
     forcePathStyle: true,
-    multipartThresholdBytes: 64 * 1024 * 1024,
-    partSizeBytes: 16 * 1024 * 1024,
+    ...STORE_DEFAULTS,
     ...overrides,
   };
 }

@@ -157,7 +157,7 @@ describe('EmbeddedLog', () => {
 
   it('createLog builds the embedded log', async () => {
     const dir = await tempDir();
-    const log = createLog({ type: 'embedded', dir });
+    const log = createLog({ type: 'embedded', dir, unavailableTimeoutMs: 60_000 });
     expect(log.capabilities.name).toBe('embedded');
     await log.close();
   });

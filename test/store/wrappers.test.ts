@@ -1,3 +1,4 @@
+import { STORE_DEFAULTS } from '../../src/core/config.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -159,11 +160,11 @@ describe('withMetrics', () => {
   });
 
   it('createStore wires retries into the metrics', async () => {
-    const store = createStore({ kind: 'fs', url: `file://${root}`, root, multipartThresholdBytes: 1, partSizeBytes: 1 }, { retry: fast });
+    const store = createStore({ kind: 'fs', url: `file://${root}`, root, ...STORE_DEFAULTS }, { retry: fast });
     await store.put('x', 'y');
     expect(store.snapshot().requests.put).toEqual({ ok: 1 });
     expect(store.snapshot().retries).toEqual({});
-    const noRetry = createStore({ kind: 'fs', url: `file://${root}`, root, multipartThresholdBytes: 1, partSizeBytes: 1 }, { retry: false });
+    const noRetry = createStore({ kind: 'fs', url: `file://${root}`, root, ...STORE_DEFAULTS }, { retry: false });
     expect((await noRetry.get('x')).body.toString()).toBe('y');
   });
 });
