@@ -72,6 +72,41 @@ export class CliContext {
   }
 }
 
+/** Set once stdout's reader has gone (`cairn … | head -1`): the rest of the output is dropped. */
+let readerGone = false;
+
+/**
+ * Installed once by main. A reader that stops early (EPIPE) has what it wanted: that is not
+ * an error of the command, so it must not become an uncaught exception with a stack trace.
+ */
+export function guardOutputStreams(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') {
+      readerGone = true;
+      return;
+    }
+    process.stderr.write(`cairn: error: cannot write to stdout: ${err.message} [INTERNAL]\n`);
+    process.exitCode = 1;
+  });
+  // Nowhere left to report a failure to write errors; never crash over it.
+  process.stderr.on('error', () => undefined);
+}
+
+/** Writes to stdout, waiting while its buffer is full; false once the reader has gone (stop producing). */
+export async function writeStdout(text: string): Promise<boolean> {
+  const out = process.stdout;
+  if (readerGone || out.destroyed) return false;
+  if (out.write(text)) return true;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      for (const event of ['drain', 'close', 'error'] as const) out.off(event, done);
+      resolve();
+    };
+    for (const event of ['drain', 'close', 'error'] as const) out.once(event, done);
+  });
+  return !readerGone && !out.destroyed;
+}
+
 export function mib(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
 }

@@ -11,6 +11,7 @@ import { registerRun } from './commands/run.js';
 import { registerSnapshots } from './commands/snapshots.js';
 import { registerState } from './commands/state.js';
 import { registerVerify } from './commands/verify.js';
+import { guardOutputStreams } from './context.js';
 
 export function buildProgram(): Command {
   const program = new Command('cairn')
@@ -36,6 +37,7 @@ function allCommands(cmd: Command): Command[] {
 async function main(argv: string[]): Promise<void> {
   // The SDK warns about Node 20 on stderr; the CLI promises one line per error there.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  guardOutputStreams();
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

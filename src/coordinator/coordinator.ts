@@ -94,6 +94,7 @@ export class Coordinator {
   private readonly lastTrims = new Map<string, TrimRecord>();
   private readonly trimChains = new Map<string, Promise<unknown>>();
   private known: Known = { inLog: new Set(), all: new Set(), readAt: -Infinity };
+  private refreshing: Promise<Known> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private looping: Promise<void> | undefined;
 
@@ -297,22 +298,30 @@ export class Coordinator {
   /** The listings, re-read when stale, or when `wanted` is missing and they may be re-read. */
   private async listings(wanted?: string): Promise<Known> {
     const stale = this.now() - this.known.readAt >= PARTITION_REFRESH_MS;
-    if (stale && (wanted === undefined || !this.known.all.has(wanted) || !this.known.inLog.has(wanted))) return this.refreshListings();
+    const missing = wanted === undefined || !this.known.all.has(wanted) || !this.known.inLog.has(wanted);
+    // A caller that needs a listing waits for the one being read rather than answering from
+    // an older (at start-up: empty) one: the first reports of a partition must not get 404.
+    if ((stale && missing) || (this.refreshing && wanted !== undefined && !this.known.all.has(wanted))) return this.refreshListings();
     return this.known;
   }
 
-  private async refreshListings(): Promise<Known> {
-    this.known.readAt = this.now(); // concurrent callers use the current listing meanwhile
-    const [fromLog, fromStore] = await Promise.all([
-      this.log.use((l) => l.partitions()).then((names) => ({ names }), (err: unknown) => ({ names: [] as string[], err: toCairnError(err) })),
-      this.o.repository.partitions().catch(() => [] as string[]),
-    ]);
-    this.known = {
-      inLog: new Set(fromLog.names),
-      all: new Set([...fromLog.names, ...fromStore]),
-      ...('err' in fromLog ? { logError: fromLog.err } : {}),
-      readAt: this.now(),
-    };
-    return this.known;
+  /** One listing read at a time; concurrent callers share it. */
+  private refreshListings(): Promise<Known> {
+    this.refreshing ??= (async () => {
+      const [fromLog, fromStore] = await Promise.all([
+        this.log.use((l) => l.partitions()).then((names) => ({ names }), (err: unknown) => ({ names: [] as string[], err: toCairnError(err) })),
+        this.o.repository.partitions().catch(() => [] as string[]),
+      ]);
+      this.known = {
+        inLog: new Set(fromLog.names),
+        all: new Set([...fromLog.names, ...fromStore]),
+        ...('err' in fromLog ? { logError: fromLog.err } : {}),
+        readAt: this.now(),
+      };
+      return this.known;
+    })().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
   }
 }

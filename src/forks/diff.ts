@@ -21,6 +21,12 @@ export interface DiffSample {
 export interface DiffResult {
   a: DiffSideInfo;
   b: DiffSideInfo;
+  /**
+   * The applied LSN of each side. When they differ the comparison mixes two effects: other
+   * logic and records only one side has applied; `warning` then says so in words.
+   */
+  lsns: { a: number; b: number; same: boolean };
+  warning?: string;
   /** Keys only in B. */
   added: number;
   /** Keys only in A. */
@@ -37,6 +43,11 @@ export interface DiffOptions {
   onDifference?: (d: DiffSample) => void;
 }
 
+function differentLsns(a: DiffSideInfo, b: DiffSideInfo): string {
+  const [behind, ahead] = a.lsn < b.lsn ? (['A', 'B'] as const) : (['B', 'A'] as const);
+  return `A is at LSN ${a.lsn} and B at LSN ${b.lsn}: the differences include the records ${ahead} has applied and ${behind} has not (LSN ${Math.min(a.lsn, b.lsn) + 1}..${Math.max(a.lsn, b.lsn)})`;
+}
+
 /** LevelDB orders keys by their UTF-8 bytes; JavaScript string order differs past U+FFFF. */
 function compareKeys(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
@@ -48,7 +59,18 @@ export async function diffStates(
   options: DiffOptions = {},
 ): Promise<DiffResult> {
   const maxSamples = options.samples ?? 10;
-  const result: DiffResult = { a: a.info, b: b.info, added: 0, removed: 0, changed: 0, unchanged: 0, samples: [] };
+  const same = a.info.lsn === b.info.lsn;
+  const result: DiffResult = {
+    a: a.info,
+    b: b.info,
+    lsns: { a: a.info.lsn, b: b.info.lsn, same },
+    ...(same ? {} : { warning: differentLsns(a.info, b.info) }),
+    added: 0,
+    removed: 0,
+    changed: 0,
+    unchanged: 0,
+    samples: [],
+  };
   const record = (d: DiffSample) => {
     result[d.change]++;
     if (result.samples.length < maxSamples) result.samples.push(d);

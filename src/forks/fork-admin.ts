@@ -3,14 +3,17 @@ import { failpoint } from '../core/failpoints.js';
 import { validateForkName } from '../core/names.js';
 import { layout } from '../snapshots/layout.js';
 import { readPin } from '../snapshots/pins.js';
+import { readOrigin } from '../snapshots/origin.js';
 import { listPins, readLatest, readMetadata } from '../snapshots/pointer.js';
+import { originParent } from './fork.js';
 import { listPartitions } from '../snapshots/repository.js';
 import type { ObjectStore } from '../store/types.js';
 
 /** Listing and dropping forks; see fork.ts for the write order both rely on. */
 export interface ForkListing {
   fork: string;
-  parent: { partition: string; snapshotId: string; lsn: number } | null;
+  /** snapshotId null, lsn -1: forked from the empty state. Null for a dangling pin. */
+  parent: { partition: string; snapshotId: string | null; lsn: number } | null;
   /** The parent snapshot the fork's pin holds; null once the fork owns all its files. */
   pinned: string | null;
   createdAt: string | null;
@@ -41,7 +44,7 @@ export async function listForks(store: ObjectStore, now = Date.now()): Promise<F
     const total = meta.files.reduce((n, f) => n + f.size, 0);
     forks.push({
       fork: name,
-      parent: meta.parent ?? null,
+      parent: meta.parent ?? (await originParent(store, name)),
       pinned: pinned.get(name)?.snapshot ?? null,
       createdAt: meta.fork.createdAt,
       ageMs: now - Date.parse(meta.fork.createdAt),
@@ -49,6 +52,25 @@ export async function listForks(store: ObjectStore, now = Date.now()): Promise<F
       sharedBytes: total - ownBytes,
       ownBytes,
       ...(meta.fork.targetLsn !== undefined ? { targetLsn: meta.fork.targetLsn } : {}),
+      status: 'ok',
+    });
+  }
+  // Forks of the empty state that have not caught up yet: an origin and no snapshot.
+  for (const name of names) {
+    if (existing.has(name)) continue;
+    const origin = await readOrigin(store, name);
+    if (!origin) continue;
+    existing.add(name);
+    forks.push({
+      fork: name,
+      parent: { partition: origin.parent.partition, snapshotId: null, lsn: -1 },
+      pinned: null,
+      createdAt: origin.createdAt,
+      ageMs: now - Date.parse(origin.createdAt),
+      latest: null,
+      sharedBytes: 0,
+      ownBytes: 0,
+      targetLsn: origin.targetLsn,
       status: 'ok',
     });
   }
@@ -70,8 +92,9 @@ export async function dropFork(store: ObjectStore, name: string): Promise<{ fork
   const parents: string[] = [];
   if (latest) {
     const meta = await readMetadata(store, latest.pointer.path);
-    if (!meta.fork || !meta.parent) throw badInput(`${name} is a partition, not a fork; it cannot be dropped`);
-    parents.push(meta.parent.partition);
+    if (!meta.fork) throw badInput(`${name} is a partition, not a fork; it cannot be dropped`);
+    // A fork of the empty state pins nothing of its parent.
+    if (meta.parent) parents.push(meta.parent.partition);
   } else {
     // No fork: only residue can be left. Its pin may sit under any partition.
     for (const p of await listPartitions(store)) if (p !== name && (await readPin(store, p, name))) parents.push(p);

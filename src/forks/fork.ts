@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CairnError, badInput, isCairnError } from '../core/errors.js';
 import { failpoint } from '../core/failpoints.js';
 import { newSnapshotId } from '../core/ids.js';
@@ -6,6 +5,9 @@ import { validateForkName, validatePartition, validateSnapshotId } from '../core
 import type { Log } from '../log/types.js';
 import { layout } from '../snapshots/layout.js';
 import { readLatest, readMetadata } from '../snapshots/pointer.js';
+import { putPointer, updatePointer } from '../snapshots/pointer-update.js';
+import { originKey, readOrigin } from '../snapshots/origin.js';
+import { createOriginFork } from './fork-origin.js';
 import type { LatestPointer, Pin, RetainedEntry, SnapshotMetadata } from '../snapshots/schemas.js';
 import type { ObjectStore } from '../store/types.js';
 
@@ -34,9 +36,11 @@ export interface CreateForkOptions {
 
 export interface CreateForkResult {
   fork: string;
-  parent: { partition: string; snapshotId: string; lsn: number };
-  snapshotId: string;
-  /** The state's LSN (the parent snapshot's). */
+  /** snapshotId null, lsn -1: a fork of the empty state (no snapshot at or below its point in time). */
+  parent: { partition: string; snapshotId: string | null; lsn: number };
+  /** The fork's first snapshot; null for a fork of the empty state, whose first open makes one. */
+  snapshotId: string | null;
+  /** The state's LSN (the parent snapshot's; -1 for the empty state). */
   lsn: number;
   /** Point in time: the LSN the fork catches up to on first open. */
   targetLsn?: number;
@@ -86,7 +90,18 @@ export async function createFork(store: ObjectStore, o: CreateForkOptions): Prom
   };
 
   requests++;
-  let latest = await readLatest(store, from);
+  const latest = await readLatest(store, from);
+  const at = o.at;
+  if (at.kind === 'lsn' && o.log && !latest?.pointer.retained.some((e) => e.lsn <= at.lsn)) {
+    // No snapshot at or below the point: fork the empty state, if the log still holds it all.
+    requests++;
+    if (await readLatest(store, name)) throw badInput(`partition ${name} already exists: pick another fork name`);
+    const logPartition = latest ? ((await readMetadata(store, latest.pointer.path)).fork?.log ?? from) : from;
+    requests++;
+    const origin = await createOriginFork(store, { from, name, logPartition, targetLsn: at.lsn, log: o.log });
+    bytesWritten += Buffer.byteLength(JSON.stringify(origin, null, 2));
+    return { fork: name, parent: { partition: from, snapshotId: null, lsn: -1 }, snapshotId: null, lsn: -1, targetLsn: at.lsn, requests, bytesWritten, sharedBytes: 0 };
+  }
   if (!latest) throw new CairnError('NO_SNAPSHOT', `partition ${from} has no snapshot to fork`);
   const entry = chooseEntry(latest.pointer, o.at);
   requests++;
@@ -109,21 +124,16 @@ export async function createFork(store: ObjectStore, o: CreateForkOptions): Prom
 
   // 2. Change latest.json's ETag: a checkpoint that read the pins before our pin existed then
   //    fails its conditional PUT and re-reads them, so it cannot evict what we just pinned.
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await put(layout.latest(from), JSON.stringify({ ...latest.pointer, pinnedAt: pin.createdAt }, null, 2), { ifMatch: latest.etag });
-      break;
-    } catch (err) {
-      if (!isCairnError(err, 'CONDITION_FAILED') || attempt >= 50) throw err;
-      // Many forks of one parent at once: back off a little so they do not collide forever.
-      await sleep(Math.random() * 10 * Math.min(attempt + 1, 10));
-      latest = (await readLatest(store, from))!;
-      if (!latest?.pointer.retained.some((e) => e.path === entry.path)) {
-        await store.delete([layout.pin(from, name)]);
-        throw new CairnError('CONDITION_FAILED', `snapshot ${entry.snapshotId} of ${from} was evicted while forking; fork again`, { retryable: true });
-      }
+  await updatePointer(store, from, async (current) => {
+    requests++;
+    if (!current?.pointer.retained.some((e) => e.path === entry.path)) {
+      await store.delete([layout.pin(from, name)]);
+      throw new CairnError('CONDITION_FAILED', `snapshot ${entry.snapshotId} of ${from} was evicted while forking; fork again`, { retryable: true });
     }
-  }
+    const touched = { ...current.pointer, pinnedAt: pin.createdAt };
+    bytesWritten += Buffer.byteLength(JSON.stringify(touched, null, 2));
+    return { write: touched, result: undefined };
+  }, { known: latest });
   failpoint('fork-create:parent-touched');
 
   // 3. The fork's first snapshot: the parent's files, by their keys.
@@ -154,7 +164,9 @@ export async function createFork(store: ObjectStore, o: CreateForkOptions): Prom
   // 4. latest.json last: from here on the fork exists.
   const pointer: LatestPointer = { format: 1, partition: name, snapshotId, lsn: source.lsn, path, createdAt, retained: [{ snapshotId, lsn: source.lsn, path, createdAt }] };
   try {
-    await put(layout.latest(name), JSON.stringify(pointer, null, 2), { ifNoneMatch: '*' });
+    requests++;
+    bytesWritten += Buffer.byteLength(JSON.stringify(pointer, null, 2));
+    await putPointer(store, name, pointer, undefined);
   } catch (err) {
     if (!isCairnError(err, 'CONDITION_FAILED')) throw err;
     await store.delete([layout.metadata(path)]).catch(() => undefined);
@@ -190,24 +202,38 @@ export async function checkLogHolds(log: Log, partition: string, fromLsn: number
 /** What replay needs to know of a fork, from its latest snapshot. */
 export interface ForkDescriptor {
   fork: string;
-  parent: { partition: string; snapshotId: string; lsn: number };
+  /** snapshotId null, lsn -1: forked from the empty state. */
+  parent: { partition: string; snapshotId: string | null; lsn: number };
   /** The log partition whose records the fork replays. */
   log: string;
   targetLsn?: number;
-  latest: { snapshotId: string; lsn: number };
+  /** Null until a fork of the empty state has caught up once. */
+  latest: { snapshotId: string; lsn: number } | null;
 }
 
 export async function describeFork(store: ObjectStore, name: string): Promise<ForkDescriptor> {
   validateForkName(name);
   const latest = await readLatest(store, name);
-  if (!latest) throw new CairnError('NOT_FOUND', `fork ${name} does not exist`);
+  if (!latest) {
+    const origin = await readOrigin(store, name);
+    if (!origin) throw new CairnError('NOT_FOUND', `fork ${name} does not exist`);
+    return { fork: name, parent: { partition: origin.parent.partition, snapshotId: null, lsn: -1 }, log: origin.log, targetLsn: origin.targetLsn, latest: null };
+  }
   const meta = await readMetadata(store, latest.pointer.path);
-  if (!meta.fork || !meta.parent) throw badInput(`${name} is a partition, not a fork`);
+  if (!meta.fork) throw badInput(`${name} is a partition, not a fork`);
+  const parent = meta.parent ?? (await originParent(store, name));
   return {
     fork: name,
-    parent: meta.parent,
+    parent,
     log: meta.fork.log,
     ...(meta.fork.targetLsn !== undefined ? { targetLsn: meta.fork.targetLsn } : {}),
     latest: { snapshotId: meta.snapshotId, lsn: meta.lsn },
   };
+}
+
+/** The parent of a fork that was made from the empty state (its snapshots name no parent snapshot). */
+export async function originParent(store: ObjectStore, name: string): Promise<{ partition: string; snapshotId: null; lsn: number }> {
+  const origin = await readOrigin(store, name);
+  if (!origin) throw new CairnError('CORRUPT', `fork ${name} names no parent snapshot and has no ${originKey(name)}`, { details: { key: originKey(name) } });
+  return { partition: origin.parent.partition, snapshotId: null, lsn: -1 };
 }

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ClassicLevel } from 'classic-level';
@@ -147,14 +148,21 @@ export class EmbeddedLog implements Log {
     }
   }
 
+  /**
+   * Read-only: a partition nothing was appended to is empty ({0, 0}) and is not created —
+   * no folder, no LevelDB — so inspecting a log (`cairn log info`, a coordinator, a worker
+   * started before the first append) never changes it.
+   */
   async info(partition: string): Promise<LogInfo> {
-    const p = await this.partition(partition);
-    return { start: p.start, end: p.end };
+    const p = await this.existingPartition(partition);
+    return p ? { start: p.start, end: p.end } : { start: 0, end: 0 };
   }
 
   async trim(partition: string, beforeLsn: number): Promise<LogInfo> {
     const before = parseLsn(beforeLsn, 'beforeLsn');
-    const p = await this.partition(partition);
+    // Trimming an empty partition moves nothing (the end clamps it): nothing to create either.
+    const p = await this.existingPartition(partition);
+    if (!p) return { start: 0, end: 0 };
     const target = await p.exclusive(async () => {
       const t = Math.min(before, p.end);
       if (t <= p.start) return undefined;
@@ -185,6 +193,13 @@ export class EmbeddedLog implements Log {
         await p.exclusive(() => p.db.close());
       }),
     );
+  }
+
+  /** The partition if it is open or exists on disk; undefined (nothing created) otherwise. */
+  private async existingPartition(name: string): Promise<PartitionLog | undefined> {
+    validatePartition(name);
+    if (!this.closed && !this.openPartitions.has(name) && !existsSync(join(this.dir, name))) return undefined;
+    return this.partition(name);
   }
 
   private partition(name: string): Promise<PartitionLog> {

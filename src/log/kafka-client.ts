@@ -19,6 +19,24 @@ export interface KafkaClientOptions {
   requestTimeoutMs: number;
 }
 
+/**
+ * kafkajs bounds each request (requestTimeout) and each TCP connect (connectionTimeout),
+ * but not what it builds from them: a broker that accepts connections and never answers
+ * costs a full request timeout per attempt, times every retry, and a connect or a
+ * disconnect can wait behind such a request. So every call Cairn makes into kafkajs (an
+ * admin call, a client connect, a send, a consumer start, a disconnect) is raced against
+ * this deadline too, and losing the race is LOG_UNAVAILABLE: no wait on a broker is longer.
+ */
+export function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new CairnError('LOG_UNAVAILABLE', `${what}: no answer from the broker within ${ms} ms`, { retryable: true, details: { timeoutMs: ms } })), ms);
+  });
+  // The loser may still settle later (kafkajs gives up on its own): never unhandled.
+  work.catch(() => undefined);
+  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
+}
+
 export function createKafkaClient(o: KafkaClientOptions): Kafka {
   return new Kafka({
     clientId: o.clientId,
@@ -43,6 +61,7 @@ function forwardLog(logger: Logger, { namespace, log }: LogEntry): void {
 interface KafkaJSErrorLike {
   name?: string;
   type?: string;
+  code?: unknown;
   message?: string;
   retriable?: boolean;
   cause?: unknown;
@@ -84,10 +103,24 @@ const TRANSIENT_NAMES = new Set([
   'KafkaJSGroupCoordinatorNotFound',
 ]);
 
+/** Socket errors of a connection that failed or broke: the network, not the request. */
+const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN', 'ERR_SOCKET_CLOSED']);
+/** JavaScript errors kafkajs itself never retries (its UNRECOVERABLE_ERRORS): a bug, not an outage. */
+const PROGRAMMING_ERRORS = new Set(['TypeError', 'RangeError', 'ReferenceError', 'SyntaxError']);
+
 /**
- * Maps anything kafkajs throws onto a CairnError: NOT_FOUND for a missing topic or
- * partition, BAD_INPUT for records the broker refuses, LOG_UNAVAILABLE otherwise, retryable
- * unless the broker refused for a permanent reason.
+ * Maps anything a kafkajs call throws onto a CairnError: NOT_FOUND for a missing topic or
+ * partition, BAD_INPUT for records the broker refuses, LOG_UNAVAILABLE for everything else,
+ * retryable unless the broker refused for a permanent reason.
+ *
+ * Everything else includes what is not a KafkaJS error at all: kafkajs lets plain errors
+ * escape (a socket error, or `Error('Broker not connected')` when a request timed out on a
+ * broker that accepts connections but never answers, and the retry finds the socket open
+ * but the handshake never done). Those are the client failing to talk to the broker, so
+ * an outage, never INTERNAL. Only JavaScript errors that kafkajs itself treats as
+ * unrecoverable (TypeError and the like) are not retryable: a worker stops on them instead
+ * of retrying a bug forever; they are still LOG_UNAVAILABLE, since it happened in the log
+ * client, and the message names the original error.
  */
 export function kafkaError(err: unknown, what: string): CairnError {
   if (err instanceof CairnError) return err;
@@ -100,10 +133,13 @@ export function kafkaError(err: unknown, what: string): CairnError {
   if (types.some((t) => BAD_INPUT_TYPES.has(t))) return new CairnError('BAD_INPUT', message, { cause: err });
   if (types.some((t) => PERMANENT_TYPES.test(t))) return new CairnError('LOG_UNAVAILABLE', message, { cause: err, retryable: false });
   const kafkajs = chain.some((e) => e.name?.startsWith('KafkaJS'));
-  const transient = chain.some((e) => e.retriable === true || TRANSIENT_NAMES.has(e.name ?? ''));
-  // A non-kafkajs error without a Kafka reason is a bug here, not an outage.
-  if (!kafkajs) return new CairnError('INTERNAL', message, { cause: err });
-  return new CairnError('LOG_UNAVAILABLE', message, { cause: err, retryable: transient || types.length === 0 });
+  const socket = chain.some((e) => typeof e.code === 'string' && SOCKET_CODES.has(e.code));
+  const transient = socket || chain.some((e) => e.retriable === true || TRANSIENT_NAMES.has(e.name ?? ''));
+  const bug = !transient && chain.some((e) => PROGRAMMING_ERRORS.has(e.name ?? ''));
+  if (bug) return new CairnError('LOG_UNAVAILABLE', `${what}: the Kafka client failed: ${innermost.name ?? 'Error'}: ${innermost.message ?? String(err)}`, { cause: err, retryable: false });
+  // A KafkaJS error with a broker error code that is none of the above says itself whether
+  // it is retriable; anything without one (a timeout, a socket, a plain error) is an outage.
+  return new CairnError('LOG_UNAVAILABLE', message, { cause: err, retryable: transient || types.length === 0 || !kafkajs });
 }
 
 /**
@@ -128,16 +164,18 @@ export function singlePartitionAssigner(topic: string, partition: number): Parti
 }
 
 /**
- * The admin calls the log makes, on one lazily connected admin client. After an outage
- * the client is dropped and the next call connects afresh.
+ * The admin calls the log makes, on one lazily connected admin client. Each call, connect
+ * included, ends within `timeoutMs` (withDeadline). After an outage the client is dropped
+ * (disconnected at once, even mid-connect) and the next call connects afresh.
  */
 export class KafkaAdmin {
-  private admin: Promise<Admin> | undefined;
+  private admin: { client: Admin; ready: Promise<Admin> } | undefined;
   private knownCount: number | undefined;
 
   constructor(
     private readonly kafka: Kafka,
     private readonly topic: string,
+    private readonly timeoutMs: number,
   ) {}
 
   /** The topic's partition count, read afresh (partitions can be added). */
@@ -158,7 +196,11 @@ export class KafkaAdmin {
     }
   }
 
-  /** Low and high watermark: the first retained offset and the next offset to be written. */
+  /**
+   * The first retained offset and the end (types.ts LogInfo): kafkajs's admin lists offsets
+   * read_committed, so `high` is the last stable offset, the end a Cairn reader (always
+   * read_committed) can reach; it equals the high watermark unless a transaction is undecided.
+   */
   async watermarks(n: number): Promise<LogInfo> {
     await this.checkPartition(n);
     const offsets = await this.call(`cannot read offsets of ${this.topic}/${n}`, (a) => a.fetchTopicOffsets(this.topic));
@@ -176,12 +218,16 @@ export class KafkaAdmin {
   async close(): Promise<void> {
     const admin = this.admin;
     this.admin = undefined;
-    if (admin) await admin.then((a) => a.disconnect()).catch(() => undefined);
+    if (admin) await withDeadline(admin.client.disconnect(), this.timeoutMs, `disconnecting from ${this.topic}`).catch(() => undefined);
   }
 
   private async call<T>(what: string, fn: (admin: Admin) => Promise<T>): Promise<T> {
     try {
-      return await fn(await this.client());
+      return await withDeadline(
+        this.client().then((admin) => fn(admin)),
+        this.timeoutMs,
+        what,
+      );
     } catch (err) {
       const e = kafkaError(err, what);
       if (e.code === 'LOG_UNAVAILABLE') void this.close();
@@ -191,13 +237,15 @@ export class KafkaAdmin {
 
   private client(): Promise<Admin> {
     if (!this.admin) {
-      const admin = this.kafka.admin();
-      const connected = admin.connect().then(() => admin);
-      this.admin = connected;
-      connected.catch(() => {
-        if (this.admin === connected) this.admin = undefined;
+      const client = this.kafka.admin();
+      const ready = client.connect().then(() => client);
+      const entry = { client, ready };
+      this.admin = entry;
+      ready.catch(() => {
+        if (this.admin === entry) this.admin = undefined;
+        void client.disconnect().catch(() => undefined);
       });
     }
-    return this.admin;
+    return this.admin.ready;
   }
 }

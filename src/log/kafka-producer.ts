@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Kafka, Message, Producer, RecordMetadata } from 'kafkajs';
 import { CairnError, badInput } from '../core/errors.js';
-import { kafkaError } from './kafka-client.js';
+import { kafkaError, withDeadline } from './kafka-client.js';
 import { checkAppendRecord } from './records.js';
 import type { AppendRecord } from './types.js';
 
@@ -68,6 +68,8 @@ export interface AppenderOptions {
   clientId: string;
   /** Calls above this many bytes are split into batches inside a transaction. */
   maxBatchBytes: number;
+  /** Bound on each connect, send, commit and disconnect (kafka-client.ts withDeadline). */
+  timeoutMs: number;
 }
 
 export class KafkaAppender {
@@ -82,7 +84,7 @@ export class KafkaAppender {
     const what = `cannot append to ${this.o.topic}/${partition}`;
     if (encoded.bytes <= this.o.maxBatchBytes) {
       return this.guarded('producer', what, async (p) => {
-        const meta = await p.send({ topic: this.o.topic, acks: -1, messages: encoded.messages.map((m) => ({ ...m, partition })) });
+        const meta = await this.bounded(p.send({ topic: this.o.topic, acks: -1, messages: encoded.messages.map((m) => ({ ...m, partition })) }), what);
         const first = baseOffset(meta, this.o.topic, partition);
         return { first, last: first + encoded.messages.length - 1 };
       });
@@ -98,22 +100,22 @@ export class KafkaAppender {
 
   private appendInTransaction(partition: number, encoded: EncodedRecords, what: string): Promise<{ first: number; last: number }> {
     return this.guarded('txProducer', what, async (p) => {
-      const tx = await p.transaction();
+      const tx = await this.bounded(p.transaction(), what);
       try {
         let first = -1;
         let last = -1;
         for (const batch of splitBatches(encoded, this.o.maxBatchBytes)) {
-          const meta = await tx.send({ topic: this.o.topic, acks: -1, messages: batch.map((m) => ({ ...m, partition })) });
+          const meta = await this.bounded(tx.send({ topic: this.o.topic, acks: -1, messages: batch.map((m) => ({ ...m, partition })) }), what);
           const base = baseOffset(meta, this.o.topic, partition);
           if (first < 0) first = base;
           last = base + batch.length - 1;
         }
-        await tx.commit();
+        await this.bounded(tx.commit(), what);
         return { first, last };
       } catch (err) {
         // Aborting makes the sent batches invisible to read_committed readers; if even that
         // fails, the broker aborts the transaction when it times out.
-        await tx.abort().catch(() => undefined);
+        await this.bounded(tx.abort(), what).catch(() => undefined);
         throw err;
       }
     });
@@ -145,7 +147,13 @@ export class KafkaAppender {
               allowAutoTopicCreation: false,
               transactionalId: `${this.o.clientId}-append-${this.o.topic}-${randomBytes(6).toString('hex')}`,
             });
-      pending = producer.connect().then(() => producer);
+      pending = this.bounded(producer.connect(), `cannot connect a producer to ${this.o.topic}`).then(
+        () => producer,
+        (err: unknown) => {
+          void producer.disconnect().catch(() => undefined);
+          throw err;
+        },
+      );
       this[which] = pending;
       const current = pending;
       current.catch(() => {
@@ -158,7 +166,11 @@ export class KafkaAppender {
   private async drop(which: 'producer' | 'txProducer'): Promise<void> {
     const pending = this[which];
     this[which] = undefined;
-    if (pending) await pending.then((p) => p.disconnect()).catch(() => undefined);
+    if (pending) await pending.then((p) => this.bounded(p.disconnect(), `disconnecting from ${this.o.topic}`)).catch(() => undefined);
+  }
+
+  private bounded<T>(work: Promise<T>, what: string): Promise<T> {
+    return withDeadline(work, this.o.timeoutMs, what);
   }
 }
 

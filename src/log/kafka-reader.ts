@@ -3,7 +3,7 @@ import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { CairnError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { RecordBuffer, messageBytes } from './kafka-buffer.js';
-import { kafkaError, singlePartitionAssigner } from './kafka-client.js';
+import { kafkaError, singlePartitionAssigner, withDeadline } from './kafka-client.js';
 import type { LogInfo, LogRecord, ReadOptions } from './types.js';
 import { Wakeup } from './wakeup.js';
 
@@ -44,6 +44,8 @@ export interface ReaderSettings {
   readAheadBytes: number;
   stallMs: number;
   retries: number;
+  /** Bound on starting a consumer (connect, subscribe, join) and on a disconnect. */
+  timeoutMs: number;
   logger: Logger;
   watermarks(): Promise<LogInfo>;
 }
@@ -86,7 +88,7 @@ export class PartitionReader {
     this.notify();
     const consumer = this.consumer;
     this.consumer = undefined;
-    if (consumer) await consumer.disconnect().catch(() => undefined);
+    if (consumer) await withDeadline(consumer.disconnect(), this.s.timeoutMs, 'disconnecting a reader').catch(() => undefined);
   }
 
   private async readNow(from: number, o: ReadOptions): Promise<LogRecord[]> {
@@ -158,15 +160,22 @@ export class PartitionReader {
     const consumer = this.createConsumer();
     this.consumer = consumer;
     this.lastProgressAt = Date.now();
-    try {
+    const start = async () => {
+      // Past the deadline this consumer is dropped (and disconnected): do not start it late.
+      const dropped = () => this.consumer !== consumer || this.closed;
       await consumer.connect();
+      if (dropped()) return;
       await consumer.subscribe({ topic: this.s.topic, fromBeginning: true });
+      if (dropped()) return;
       const running = consumer.run({ autoCommit: false, eachBatch: (payload) => this.onBatch(consumer, payload) });
       // run() creates the group synchronously, so this seek is in place before the first
       // fetch; fromBeginning only matters when kafkajs resets, and then it lands on the log
       // start, which the batch checks can tell from a real position.
       this.seekConsumer();
       await running;
+    };
+    try {
+      await withDeadline(start(), this.s.timeoutMs, `cannot start a reader for ${this.s.topic}/${this.s.partition}`);
     } catch (err) {
       this.failure = err as Error;
     }

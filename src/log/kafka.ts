@@ -11,7 +11,8 @@ import type { AppendRecord, Log, LogCapabilities, LogInfo, LogRecord, ReadOption
  * The Kafka log: Cairn partition `pN` is partition N of one topic (unless `partitions` maps
  * the name), and an LSN is a Kafka offset. Nothing connects until first use, so building a
  * KafkaLog never fails for a broker that is down; operations then fail with
- * LOG_UNAVAILABLE (retryable) once kafkajs has retried.
+ * LOG_UNAVAILABLE (retryable) once kafkajs has retried, and never later than
+ * `operationTimeoutMs` (a broker that accepts connections and never answers included).
  *
  * Topics should have time and size retention off (retention.ms=-1, retention.bytes=-1):
  * the log start should move only when Cairn trims, behind its snapshots.
@@ -36,8 +37,16 @@ export interface KafkaLogOptions {
   stallMs?: number;
   /** Retries inside kafkajs before an operation fails. */
   retries?: number;
+  /** A TCP connect to a broker that takes longer fails (kafkajs connectionTimeout). */
   connectionTimeoutMs?: number;
+  /** A request (the connect handshake included) without an answer this long fails (kafkajs requestTimeout). */
   requestTimeoutMs?: number;
+  /**
+   * The bound on each call into kafkajs, its retries included: an admin call, a client
+   * connect, a send, a reader start, a disconnect. kafkajs bounds single requests only; a
+   * silent broker would otherwise cost a request timeout per retry.
+   */
+  operationTimeoutMs?: number;
 }
 
 const MiB = 1024 * 1024;
@@ -67,7 +76,11 @@ export class KafkaLog implements Log {
       stallMs: 6000,
       retries: 5,
       connectionTimeoutMs: 3000,
-      requestTimeoutMs: 30_000,
+      // kafkajs's default is 30 s; it is also what the connect handshake (ApiVersions) waits,
+      // so a broker that accepts TCP and never answers would cost 30 s per attempt. Fetches
+      // are not affected: kafkajs gives them maxWaitTimeInMs plus a margin when that is longer.
+      requestTimeoutMs: 10_000,
+      operationTimeoutMs: 15_000,
       ...definedOnly(options),
       brokers: options.brokers,
       topic: options.topic,
@@ -93,7 +106,7 @@ export class KafkaLog implements Log {
       const { end } = await this.admin().watermarks(n);
       return { first: end, last: end - 1 };
     }
-    this.appender ??= new KafkaAppender({ kafka: this.kafka(), topic: this.o.topic, clientId: this.o.clientId, maxBatchBytes: this.o.maxBatchBytes });
+    this.appender ??= new KafkaAppender({ kafka: this.kafka(), topic: this.o.topic, clientId: this.o.clientId, maxBatchBytes: this.o.maxBatchBytes, timeoutMs: this.o.operationTimeoutMs });
     return this.appender.append(n, encoded);
   }
 
@@ -128,6 +141,7 @@ export class KafkaLog implements Log {
     this.closed = true;
     const readers = [...this.readers.values()];
     this.readers.clear();
+    // Each bounded by operationTimeoutMs: a disconnect can wait behind a request to a silent broker.
     await Promise.all([...readers.map((r) => r.close()), this.appender?.close(), this.adminClient?.close()]);
   }
 
@@ -166,7 +180,7 @@ export class KafkaLog implements Log {
   }
 
   private admin(): KafkaAdmin {
-    this.adminClient ??= new KafkaAdmin(this.kafka(), this.o.topic);
+    this.adminClient ??= new KafkaAdmin(this.kafka(), this.o.topic, this.o.operationTimeoutMs);
     return this.adminClient;
   }
 
@@ -184,6 +198,7 @@ export class KafkaLog implements Log {
         readAheadBytes: this.o.readAheadBytes,
         stallMs: this.o.stallMs,
         retries: this.o.retries,
+        timeoutMs: this.o.operationTimeoutMs,
         logger: this.o.logger,
         watermarks: () => admin.watermarks(n),
       });

@@ -26,7 +26,15 @@ export interface AppendRecord {
 export interface LogInfo {
   /** First retained LSN (the trim point). */
   start: number;
-  /** Last LSN + 1 (the next LSN an append would get). start == end means empty. */
+  /**
+   * The next LSN to be written. start == end means empty. Kafka: the offset a read_committed
+   * reader can reach (the last stable offset, as ListOffsets answers read_committed), which
+   * is the high watermark whenever no transaction is undecided; while one is (open, or
+   * committed with its markers not yet written) it is that transaction's first offset.
+   * Not a record count: on Kafka the offsets below it include transaction markers, which
+   * hold no record (each transaction leaves one), so end − start counts offsets, and
+   * records only where LSNs are dense (the embedded log).
+   */
   end: number;
 }
 
@@ -55,6 +63,7 @@ export interface Log {
    * start }) when fromLsn < start: a reader must never be silently moved forward.
    */
   read(partition: string, fromLsn: number, options: ReadOptions): Promise<LogRecord[]>;
+  /** Read-only. The embedded log answers {0, 0} for a partition never appended to, without creating it. */
   info(partition: string): Promise<LogInfo>;
   /** Deletes records with lsn < beforeLsn; never moves the start backwards; clamps to end. */
   trim(partition: string, beforeLsn: number): Promise<LogInfo>;

@@ -45,7 +45,7 @@ async function openLocal(ctx: BootstrapContext): Promise<{ state?: PartitionStat
     return { state };
   } catch (err) {
     if (isCairnError(err, 'CORRUPT')) {
-      ctx.logger.error({ partition: ctx.partition, err: err.toJSON() }, 'local state is damaged; it will be replaced');
+      ctx.logger.error({ partition: ctx.partition, err }, 'local state is damaged; it will be replaced');
       return { problem: `local state unusable: ${err.message}`, damaged: true };
     }
     if (isCairnError(err, 'NOT_FOUND')) return { problem: `local state unusable: ${err.message}` };
@@ -53,27 +53,41 @@ async function openLocal(ctx: BootstrapContext): Promise<{ state?: PartitionStat
   }
 }
 
-export function trimGapError(partition: string, needed: number, logStart: number, snapshotLsn: number | undefined): CairnError {
-  const snap = snapshotLsn === undefined ? 'no snapshot exists' : `the latest snapshot is at LSN ${snapshotLsn}`;
-  return new CairnError(
-    'TRIM_GAP',
-    `trim gap on ${partition}: needs LSN ${needed} but the log starts at ${logStart}, and ${snap}; local state left untouched`,
-    { details: { partition, needed, logStart, snapshotLsn: snapshotLsn ?? null } },
-  );
+/**
+ * The error of a node that cannot start (or go on) because the log no longer holds what it
+ * needs. `needed` names the LSN the node would really replay from: with a snapshot newer
+ * than its local state it would bootstrap from that snapshot and need its LSN + 1 (a fresh
+ * node does not need LSN 0 when a snapshot exists); otherwise the LSN after its local state
+ * (0 with none). Details also give the log start, the snapshot LSN and the local LSN.
+ */
+export function trimGapError(partition: string, gap: { localLsn: number | undefined; logStart: number; snapshotLsn: number | undefined }): CairnError {
+  const { localLsn, logStart, snapshotLsn } = gap;
+  const localNext = (localLsn ?? -1) + 1;
+  const fromSnapshot = snapshotLsn !== undefined && snapshotLsn + 1 >= localNext;
+  const needed = fromSnapshot ? snapshotLsn + 1 : localNext;
+  const how = fromSnapshot
+    ? `after bootstrapping from the latest snapshot, at LSN ${snapshotLsn}`
+    : `${localLsn === undefined ? 'with no local state' : `after its local state, at LSN ${localLsn}`}, and ${snapshotLsn === undefined ? 'no snapshot exists' : `the latest snapshot is older (LSN ${snapshotLsn})`}`;
+  return new CairnError('TRIM_GAP', `trim gap on ${partition}: needs LSN ${needed} (${how}) but the log starts at ${logStart}; local state left untouched`, {
+    details: { partition, needed, logStart, snapshotLsn: snapshotLsn ?? null, localLsn: localLsn ?? null },
+  });
 }
 
-/** Restores the latest snapshot into ctx.dir if it covers `logStart`; else TRIM_GAP. */
-export async function bootstrapFromSnapshot(ctx: BootstrapContext, needed: number, logStart: number): Promise<RestoreResult> {
+/**
+ * Restores the latest snapshot into ctx.dir if it covers `logStart`; else TRIM_GAP.
+ * `localLsn`: the applied LSN of the local state being replaced (undefined: none), for the error.
+ */
+export async function bootstrapFromSnapshot(ctx: BootstrapContext, localLsn: number | undefined, logStart: number): Promise<RestoreResult> {
   const latest = await ctx.repository.latest(ctx.partition);
   const snapshotLsn = latest?.pointer.lsn;
-  if (snapshotLsn === undefined || snapshotLsn + 1 < logStart) throw trimGapError(ctx.partition, needed, logStart, snapshotLsn);
+  if (snapshotLsn === undefined || snapshotLsn + 1 < logStart) throw trimGapError(ctx.partition, { localLsn, logStart, snapshotLsn });
   const result = await ctx.repository.restore({
     partition: ctx.partition,
     targetDir: ctx.dir,
     ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
   });
   // A fallback may land on an older snapshot: it must still cover the log start.
-  if (result.metadata.lsn + 1 < logStart) throw trimGapError(ctx.partition, needed, logStart, result.metadata.lsn);
+  if (result.metadata.lsn + 1 < logStart) throw trimGapError(ctx.partition, { localLsn, logStart, snapshotLsn: result.metadata.lsn });
   ctx.logger.info({ partition: ctx.partition, lsn: result.metadata.lsn, snapshotId: result.metadata.snapshotId, bytes: result.bytes, skipped: result.skipped }, 'bootstrapped from snapshot');
   return result;
 }
@@ -114,7 +128,7 @@ export async function openOrBootstrap(ctx: BootstrapContext): Promise<OpenedStat
     const lsn = await peekAppliedLsn(ctx.dir);
     if (lsn !== undefined && lsn + 1 < info.start) {
       const latest = await ctx.repository.latest(ctx.partition);
-      if (!latest || latest.pointer.lsn + 1 < info.start) throw trimGapError(ctx.partition, lsn + 1, info.start, latest?.pointer.lsn);
+      if (!latest || latest.pointer.lsn + 1 < info.start) throw trimGapError(ctx.partition, { localLsn: lsn, logStart: info.start, snapshotLsn: latest?.pointer.lsn });
     }
   }
   const local = await openLocal(ctx);
@@ -125,21 +139,21 @@ export async function openOrBootstrap(ctx: BootstrapContext): Promise<OpenedStat
     const latest = await ctx.repository.latest(ctx.partition);
     if (!latest || latest.pointer.lsn + 1 < info.start) {
       await local.state.close();
-      throw trimGapError(ctx.partition, next, info.start, latest?.pointer.lsn);
+      throw trimGapError(ctx.partition, { localLsn: next - 1, logStart: info.start, snapshotLsn: latest?.pointer.lsn });
     }
     await local.state.close();
-    const restore = await bootstrapFromSnapshot(ctx, next, info.start);
+    const restore = await bootstrapFromSnapshot(ctx, next - 1, info.start);
     const state = await PartitionState.open(ctx.dir, { create: false, partition: ctx.partition });
     return { state, source: 'bootstrap', reason: `trim gap: needed LSN ${next}, log starts at ${info.start}`, restore };
   }
   const latest = await ctx.repository.latest(ctx.partition);
   if (latest) {
-    const restore = await bootstrapFromSnapshot(ctx, 0, info.start);
+    const restore = await bootstrapFromSnapshot(ctx, undefined, info.start);
     const state = await PartitionState.open(ctx.dir, { create: false, partition: ctx.partition });
     const gap = info.start > 0 ? `; trim gap: the log starts at ${info.start}` : '';
     return { state, source: 'bootstrap', reason: `${local.problem ?? 'no local state'}${gap}`, restore };
   }
-  if (info.start > 0) throw trimGapError(ctx.partition, 0, info.start, undefined);
+  if (info.start > 0) throw trimGapError(ctx.partition, { localLsn: undefined, logStart: info.start, snapshotLsn: undefined });
   // No snapshot, and the whole log is there: damaged state is rebuilt by replaying all of it.
   if (local.damaged) await rm(ctx.dir, { recursive: true, force: true });
   const state = await PartitionState.open(ctx.dir, { create: true, partition: ctx.partition });
@@ -161,14 +175,16 @@ export async function replaceLocalState(
   const { partition, repository, logger, dir } = ctx;
   const latest = await repository.latest(partition);
   const fromScratch = !latest && what.logStart === 0 && what.discardable;
-  if (!fromScratch && (!latest || latest.pointer.lsn + 1 < what.logStart)) throw trimGapError(partition, what.needed, what.logStart, latest?.pointer.lsn);
+  if (!fromScratch && (!latest || latest.pointer.lsn + 1 < what.logStart)) {
+    throw trimGapError(partition, { localLsn: what.needed - 1, logStart: what.logStart, snapshotLsn: latest?.pointer.lsn });
+  }
   await close();
   if (fromScratch) {
     await rm(dir, { recursive: true, force: true });
     logger.warn({ partition, reason: what.reason }, 'no snapshot exists: replaying the whole log into fresh state');
     return { state: await PartitionState.open(dir, { create: true, partition }), snapshotLsn: -1 };
   }
-  const restore = await bootstrapFromSnapshot(ctx, what.needed, what.logStart);
+  const restore = await bootstrapFromSnapshot(ctx, what.needed - 1, what.logStart);
   logger.warn({ partition, reason: what.reason, lsn: restore.metadata.lsn }, 'local state replaced by the latest snapshot; replaying the log from there');
   return { state: await PartitionState.open(dir, { create: false, partition }), snapshotLsn: restore.metadata.lsn };
 }

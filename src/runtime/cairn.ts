@@ -23,7 +23,7 @@ export interface CairnOptions {
   log?: Log;
 }
 
-export type ProcessorOverrides = Partial<Pick<PartitionProcessorOptions, 'stateDir' | 'everyRecords' | 'batchSize' | 'onBadRecord' | 'node' | 'onBootstrapProgress' | 'coordinator' | 'logPartition'>>;
+export type ProcessorOverrides = Partial<Pick<PartitionProcessorOptions, 'stateDir' | 'everyRecords' | 'unavailableTimeoutMs' | 'batchSize' | 'onBadRecord' | 'node' | 'onBootstrapProgress' | 'coordinator' | 'logPartition'>>;
 
 function coordinatorLink(c: CoordinatorConfig): CoordinatorLink {
   return { url: c.url, intervalMs: c.reportIntervalMs, ...(c.token ? { token: c.token } : {}) };
@@ -98,6 +98,7 @@ export class Cairn {
       stateDir: this.config.stateDir,
       node: this.config.node,
       everyRecords: this.config.snapshots.everyRecords,
+      unavailableTimeoutMs: this.config.log.unavailableTimeoutMs,
       batchSize: this.config.runtime.batchSize,
       onBadRecord: this.config.runtime.onBadRecord,
       logger: this.logger,
@@ -113,12 +114,17 @@ export class Cairn {
     const state = await PartitionState.open(dir, { create: false, partition });
     try {
       const capture = await state.capture(join(dir, '..', '.staging', `${partition}-checkpoint-${process.pid}`));
-      return await this.snapshots.checkpoint(capture, {
-        partition,
-        node: this.config.node,
-        source: this.log.source(partition),
-        ...(onProgress ? { onProgress } : {}),
-      });
+      try {
+        return await this.snapshots.checkpoint(capture, {
+          partition,
+          node: this.config.node,
+          source: this.log.source(partition),
+          ...(onProgress ? { onProgress } : {}),
+        });
+      } finally {
+        // The staged links are ours alone: never leave a .staging folder behind.
+        await capture.release();
+      }
     } finally {
       await state.close();
     }

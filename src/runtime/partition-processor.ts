@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
+import { LOG_UNAVAILABLE_TIMEOUT_MS } from '../core/config.js';
 import { CairnError, isCairnError, toCairnError } from '../core/errors.js';
 import { newSnapshotId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
@@ -13,6 +14,8 @@ import { openOrBootstrap, removeLeftovers, replaceLocalState, type OpenedState }
 import type { Processor } from './processor-module.js';
 import type { RuntimeMetrics } from './metrics.js';
 import { CoordinatorReporter, type CoordinatorLink } from './coordinator-reporter.js';
+import { LogOutage } from './log-outage.js';
+import { SnapshotPolicy } from './snapshot-policy.js';
 
 export interface PartitionProcessorOptions {
   partition: string;
@@ -24,8 +27,10 @@ export interface PartitionProcessorOptions {
   /** Root state folder; this partition's LevelDB lives in `{stateDir}/{partition}`. */
   stateDir: string;
   node: string;
-  /** Take a snapshot after this many records applied since the last one; 0 = never. */
+  /** Keep the newest snapshot less than this many LSNs behind the applied one (snapshot-policy.ts); 0 = never. */
   everyRecords: number;
+  /** How long a batch run (untilLsn, stopAtEnd) waits out an unreachable log; default LOG_UNAVAILABLE_TIMEOUT_MS. */
+  unavailableTimeoutMs?: number;
   batchSize: number;
   onBadRecord: 'stop' | 'skip';
   logger: Logger;
@@ -72,18 +77,17 @@ export interface RunSummary {
 /**
  * One partition's apply loop. Records are applied in batches; each batch's state writes and
  * its last LSN commit in one LevelDB batch, so after any crash the state is exactly "every
- * record up to the stored LSN". Snapshots are triggered by records applied, at most one in
- * flight: the loop pauses only for the synchronous capture, the upload overlaps applying.
+ * record up to the stored LSN". Snapshots follow the policy of snapshot-policy.ts, at most
+ * one in flight: the loop pauses only for the synchronous capture, the upload overlaps
+ * applying. An unreachable log is waited out (log-outage.ts), for a batch run only so long.
  */
 export class PartitionProcessor {
   private state: PartitionState | undefined;
   private opened: OpenedState | undefined;
   private inFlight: Promise<void> | undefined;
-  private sinceSnapshot = 0;
-  private snapshotRetryAt = 0;
   private lastSnapshotLsn = -1;
-  private logOutageSince: number | undefined;
-  private logOutageRetries = 0;
+  private readonly policy: SnapshotPolicy;
+  private readonly outage: LogOutage;
   private readonly results: CheckpointResult[] = [];
   private requested: { minLsn: number; settle: (o: SnapshotRequestOutcome) => void } | undefined;
   /** Set when local state turned out damaged (a capture's table check, a failed read): rebuild before the next batch. */
@@ -95,6 +99,9 @@ export class PartitionProcessor {
     validatePartition(options.partition);
     if (options.logPartition !== undefined) validatePartition(options.logPartition);
     this.dir = join(options.stateDir, options.partition);
+    this.policy = new SnapshotPolicy(options.everyRecords);
+    const unavailableTimeoutMs = options.unavailableTimeoutMs ?? LOG_UNAVAILABLE_TIMEOUT_MS;
+    this.outage = new LogOutage({ partition: options.partition, logger: options.logger, unavailableTimeoutMs });
   }
 
   get partition(): string {
@@ -139,13 +146,14 @@ export class PartitionProcessor {
     this.opened = await openOrBootstrap(this.context());
     this.state = this.opened.state;
     this.lastSnapshotLsn = this.opened.restore?.metadata.lsn ?? -1;
+    this.policy.reset(this.opened.source === 'local' ? this.appliedLsn : this.lastSnapshotLsn);
     await removeLeftovers(this.options.stateDir, this.options.partition);
     this.options.logger.info({ partition: this.options.partition, source: this.opened.source, lsn: this.appliedLsn, reason: this.opened.reason }, 'partition state opened');
     return this.opened;
   }
 
   async run(options: RunOptions = {}): Promise<RunSummary> {
-    const opened = await this.openWaitingForLog(options.signal);
+    const opened = await this.openWaitingForLog(options);
     const reporting = this.startReporting(options.signal);
     try {
       return await this.loop(opened, options);
@@ -175,7 +183,9 @@ export class PartitionProcessor {
     let stoppedBy: RunSummary['stoppedBy'] = 'signal';
     let confirmingEnd = 0;
     let endSeen = -1;
-    while (!options.signal?.aborted) {
+    const { signal } = options;
+    const bounded = isBatchRun(options);
+    while (!signal?.aborted) {
       if (this.damage) await this.rebuildDamagedState(this.damage);
       if (this.requested && !this.inFlight) await this.serveSnapshotRequest();
       if (options.untilLsn !== undefined && this.appliedLsn >= options.untilLsn) {
@@ -183,6 +193,7 @@ export class PartitionProcessor {
         break;
       }
       let records: LogRecord[];
+      let startedAt = Date.now();
       try {
         records = await log.read(this.logPartition, this.appliedLsn + 1, {
           maxRecords: batchSize,
@@ -195,18 +206,20 @@ export class PartitionProcessor {
           await this.recoverFromTrimGap();
           continue;
         }
-        if (await this.waitOutLogOutage(err, options.signal)) continue;
+        if (await this.outage.waitOut(err, { signal, bounded, startedAt, lsn: this.appliedLsn })) continue;
         throw err;
       }
-      this.logOutageSince = undefined;
-      this.logOutageRetries = 0;
+      this.outage.ended();
       if (records.length === 0) {
+        // After an empty read too, not only after a batch: a snapshot that settled since may leave one due.
+        await this.maybeSnapshot();
         if (!options.stopAtEnd) continue;
         let end: number;
+        startedAt = Date.now();
         try {
           end = (await log.info(this.logPartition)).end;
         } catch (err) {
-          if (await this.waitOutLogOutage(err, options.signal)) continue;
+          if (await this.outage.waitOut(err, { signal, bounded, startedAt, lsn: this.appliedLsn })) continue;
           throw err;
         }
         // Offsets below the end may hold no records (Kafka transaction markers): an empty
@@ -230,7 +243,7 @@ export class PartitionProcessor {
       }
       applied += outcome.applied;
       skipped += outcome.skipped;
-      await this.maybeSnapshot(records.length);
+      await this.maybeSnapshot();
     }
     await this.drainSnapshot();
     if (options.checkpointOnExit && this.appliedLsn > this.lastSnapshotLsn) await this.checkpoint();
@@ -248,8 +261,10 @@ export class PartitionProcessor {
   }
 
   /** open(), waiting while the log is unreachable (a worker started before its broker). */
-  private async openWaitingForLog(signal: AbortSignal | undefined): Promise<OpenedState> {
+  private async openWaitingForLog(options: RunOptions): Promise<OpenedState> {
+    const { signal } = options;
     for (let busy = 0; ; ) {
+      const startedAt = Date.now();
       try {
         return await this.open();
       } catch (err) {
@@ -259,28 +274,11 @@ export class PartitionProcessor {
           await sleep(250, undefined, signal ? { signal } : {}).catch(() => undefined);
           continue;
         }
-        if (await this.waitOutLogOutage(err, signal)) continue;
+        if (await this.outage.waitOut(err, { signal, bounded: isBatchRun(options), startedAt, lsn: this.appliedLsn })) continue;
         if (signal?.aborted) throw new CairnError('ABORTED', `${this.options.partition}: stopped while waiting for the log`, { cause: err });
         throw err;
       }
     }
-  }
-
-  /**
-   * A log that is temporarily unreachable (a broker restarting) is waited out: the state
-   * and its LSN are untouched, so reading resumes exactly where it stopped. Returns false
-   * for errors that are not a retryable outage.
-   */
-  private async waitOutLogOutage(err: unknown, signal: AbortSignal | undefined): Promise<boolean> {
-    const e = toCairnError(err);
-    if (!e.retryable || e.code !== 'LOG_UNAVAILABLE' || signal?.aborted) return false;
-    const { partition, logger } = this.options;
-    const now = Date.now();
-    this.logOutageSince ??= now;
-    const delay = Math.min(5000, 200 * 2 ** Math.min(5, this.logOutageRetries++)) * (0.5 + Math.random() / 2);
-    logger.warn({ partition, lsn: this.appliedLsn, err: e.message, downForMs: now - this.logOutageSince, retryInMs: Math.round(delay) }, 'log unavailable; waiting');
-    await sleep(delay, undefined, signal ? { signal } : {}).catch(() => undefined);
-    return true;
   }
 
   /** Takes a snapshot now and waits for it (sync phase, then upload). */
@@ -318,7 +316,7 @@ export class PartitionProcessor {
           batch.rollbackRecord();
           skipped++;
           metrics?.recordsSkipped.inc({ partition, reason: undecodable ? 'decode' : 'processor' });
-          logger.warn({ partition, lsn: record.lsn, err: String(err) }, undecodable ? 'record could not be decoded; skipped' : 'processor threw; record skipped');
+          logger.warn({ partition, lsn: record.lsn, err }, undecodable ? 'record could not be decoded; skipped' : 'processor threw; record skipped');
           continue;
         }
         // Nothing of this batch is committed: state stays at the last good LSN.
@@ -336,11 +334,8 @@ export class PartitionProcessor {
     return { applied: records.length - skipped, skipped };
   }
 
-  private async maybeSnapshot(count: number): Promise<void> {
-    this.sinceSnapshot += count;
-    const every = this.options.everyRecords;
-    if (every <= 0 || this.sinceSnapshot < every || this.inFlight || Date.now() < this.snapshotRetryAt) return;
-    await this.startSnapshot();
+  private async maybeSnapshot(): Promise<void> {
+    if (!this.inFlight && this.policy.due(this.appliedLsn, Date.now())) await this.startSnapshot();
   }
 
   /**
@@ -353,7 +348,6 @@ export class PartitionProcessor {
     const { repository, partition, node, log, logger, metrics } = this.options;
     const staging = join(this.options.stateDir, '.staging', `${partition}-${newSnapshotId()}`);
     const capture = await state.capture(staging);
-    this.sinceSnapshot = 0;
     metrics?.syncPause.observe({ partition }, capture.syncPauseMs / 1000);
     const result = repository
       .checkpoint(capture, { partition, node, source: log.source(this.logPartition), logger })
@@ -362,6 +356,7 @@ export class PartitionProcessor {
       (r) => {
         this.results.push(r);
         if (r.status === 'published') this.lastSnapshotLsn = r.metadata.lsn;
+        this.policy.covered(r.status === 'superseded' ? Math.max(r.metadata.lsn, r.currentLsn) : r.metadata.lsn);
         metrics?.snapshots.inc({ partition, status: r.status });
         metrics?.snapshotBytes.inc({ partition, kind: 'uploaded' }, r.metadata.stats.uploadedBytes);
         metrics?.snapshotBytes.inc({ partition, kind: 'copied' }, r.metadata.stats.copiedBytes);
@@ -369,9 +364,9 @@ export class PartitionProcessor {
       },
       (err: unknown) => {
         if (isLocalCorruption(err)) this.damage = err;
-        this.snapshotRetryAt = Date.now() + 5_000;
+        this.policy.failed(Date.now());
         metrics?.snapshots.inc({ partition, status: 'failed' });
-        logger.error({ partition, err: toCairnError(err).toJSON() }, 'snapshot failed; will retry');
+        logger.error({ partition, err: toCairnError(err) }, 'snapshot failed; will retry');
       },
     );
     this.inFlight = settled.finally(() => {
@@ -416,20 +411,20 @@ export class PartitionProcessor {
     if (++this.rebuilds > MAX_REBUILDS) {
       throw new CairnError('CORRUPT', `${partition}: local state was damaged again after ${MAX_REBUILDS} rebuilds (a failing disk?): ${damage.message}`, { cause: damage, details: damage.details ?? {} });
     }
-    logger.error({ partition, lsn: this.appliedLsn, err: damage.toJSON() }, 'local state is damaged; rebuilding it from the latest snapshot');
+    logger.error({ partition, lsn: this.appliedLsn, err: damage }, 'local state is damaged; rebuilding it from the latest snapshot');
     const info = await this.options.log.info(this.logPartition);
     await this.replaceState(this.appliedLsn + 1, info.start, `damaged local state: ${damage.message}`, true);
   }
 
   private async replaceState(needed: number, logStart: number, reason: string, discardable: boolean): Promise<void> {
     await this.drainSnapshot();
-    this.sinceSnapshot = 0;
     const replaced = await replaceLocalState(this.context(), { needed, logStart, reason, discardable }, async () => {
       await this.state?.close();
       this.state = undefined;
     });
     this.state = replaced.state;
     this.lastSnapshotLsn = replaced.snapshotLsn;
+    this.policy.reset(replaced.snapshotLsn);
   }
 
   private context() {
@@ -441,4 +436,9 @@ export class PartitionProcessor {
     if (!this.state) throw new CairnError('INTERNAL', `partition ${this.options.partition} is not open`);
     return this.state;
   }
+}
+
+/** A run someone waits for the end of: it must end, so it waits out a log outage only so long. */
+function isBatchRun(options: RunOptions): boolean {
+  return options.stopAtEnd === true || options.untilLsn !== undefined;
 }

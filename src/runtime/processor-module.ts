@@ -1,6 +1,7 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CairnError, badInput } from '../core/errors.js';
 import type { LogRecord } from '../log/types.js';
 
@@ -35,15 +36,91 @@ export async function loadProcessor(path: string, cwd = process.cwd()): Promise<
   let mod: { default?: unknown };
   try {
     if (/\.[mc]?ts$/.test(abs)) {
+      // tsx emits source maps: with them on, a stack names the .ts line, not the transpiled one.
+      process.setSourceMapsEnabled(true);
       const { tsImport } = await import('tsx/esm/api');
       mod = (await tsImport(pathToFileURL(abs).href, import.meta.url)) as { default?: unknown };
     } else {
       mod = (await import(pathToFileURL(abs).href)) as { default?: unknown };
     }
   } catch (err) {
-    throw new CairnError('BAD_INPUT', `cannot load processor ${path}: ${(err as Error).message}`, { cause: err });
+    throw loadError(path, abs, err);
   }
   // tsImport of a CommonJS-shaped module nests the default export one level deeper.
   const candidate = (mod.default as { default?: unknown } | undefined)?.default ?? mod.default;
   return assertProcessor(candidate, path);
+}
+
+export interface SourceLocation {
+  file: string;
+  line: number;
+  column: number;
+}
+
+/**
+ * A module that does not load, as one line that says where: `file:line:col` of the error
+ * (also in `details`), its type and its first message line. The CLI prints only the first
+ * line of a message, so a location that only lives further down (esbuild's transform
+ * errors) or only in the stack (a throw at import time) would otherwise be lost.
+ */
+function loadError(path: string, abs: string, err: unknown): CairnError {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const where = locate(e, abs);
+  const transform = /^Transform failed with \d+ errors?:\n.*?: (?:ERROR: )?(.*)$/m.exec(e.message);
+  const text = transform ? transform[1]! : e.message.split('\n')[0]!;
+  const type = transform ? 'SyntaxError' : e.name;
+  const at = where ? `${where.file}:${where.line}:${where.column}: ` : '';
+  return new CairnError('BAD_INPUT', `cannot load processor ${path}: ${at}${type}: ${text}`, {
+    cause: err,
+    details: { module: abs, ...(where ? { location: where } : {}) },
+  });
+}
+
+function locate(err: Error, abs: string): SourceLocation | undefined {
+  // esbuild (tsx): "Transform failed with 1 error:\n/abs/x.ts:4:32: ERROR: ..." (column 0-based).
+  const esbuild = /^(.+?):(\d+):(\d+): ERROR: /m.exec(err.message);
+  if (esbuild) return { file: esbuild[1]!, line: Number(esbuild[2]), column: Number(esbuild[3]) + 1 };
+  const frame = firstUserFrame(err.stack ?? '');
+  if (frame) return frame;
+  // V8 keeps a module's syntax error position out of the error object (Node prints it only
+  // for uncaught errors); the parser's own report through `node --check` says it.
+  if (err.name === 'SyntaxError') return checkSyntax(abs);
+  return undefined;
+}
+
+/** This file, as stack frames name it (built .js, or .ts when run from source). */
+const SELF = fileURLToPath(import.meta.url).replace(/\.[jt]s$/, '');
+/** The loader's own machinery: its frames are never where a processor went wrong. */
+const LOADER = /\/node_modules\/(?:tsx|esbuild)\//;
+
+/**
+ * The first stack frame in a file, above the call that imported the module: where it threw
+ * while loading. Node's internals, tsx's loader and code tsx ran from a data: URL (whose
+ * lines are not the source's) are skipped; none at all is better than a wrong one.
+ */
+function firstUserFrame(stack: string): SourceLocation | undefined {
+  for (const line of stack.split('\n').slice(1)) {
+    // "at fn (LOCATION)" or "at LOCATION"
+    const frame = /^at (?:.*\((.+)\)|(.+))$/.exec(line.trim());
+    const m = /^((?:file:\/\/|\/).*):(\d+):(\d+)$/.exec(frame?.[1] ?? frame?.[2] ?? '');
+    if (!m) continue;
+    const url = m[1]!.replace(/\?.*$/, ''); // tsx appends ?tsx-namespace=…
+    const file = url.startsWith('file:') ? fileURLToPath(url) : url;
+    if (file.replace(/\.[jt]s$/, '') === SELF) return undefined;
+    if (LOADER.test(file)) continue;
+    return { file, line: Number(m[2]), column: Number(m[3]) };
+  }
+  return undefined;
+}
+
+function checkSyntax(abs: string): SourceLocation | undefined {
+  const r = spawnSync(process.execPath, ['--check', abs], { encoding: 'utf8', timeout: 10_000, env: { ...process.env, NODE_OPTIONS: '' } });
+  // "<file>:<line>\n<source line>\n<spaces>^^^\n\nSyntaxError: ..."
+  const lines = (r.stderr ?? '').split('\n');
+  const head = lines.findIndex((l) => /:\d+$/.test(l));
+  if (head < 0) return undefined;
+  const m = /^(.*):(\d+)$/.exec(lines[head]!)!;
+  const caret = lines[head + 2]?.indexOf('^') ?? -1;
+  const file = m[1]!.startsWith('file:') ? fileURLToPath(m[1]!) : m[1]!;
+  return { file, line: Number(m[2]), column: caret >= 0 ? caret + 1 : 1 };
 }

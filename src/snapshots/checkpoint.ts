@@ -8,7 +8,9 @@ import { checkTableFile } from '../state/table-check.js';
 import type { Capture, CapturedFile } from '../state/types.js';
 import type { CopyOptions, ObjectStore } from '../store/types.js';
 import { isTableFile, layout } from './layout.js';
-import { deleteSnapshotFolder, publishPointer, readLatest, readMetadata, type PointerRead } from './pointer.js';
+import { deleteSnapshotFolder, readLatest, readMetadata, type PointerRead } from './pointer.js';
+import { readOrigin } from './origin.js';
+import { publishPointer } from './pointer-update.js';
 import { releaseUnusedPin } from './pins.js';
 import { toRetainedEntry, type SnapshotFile, type SnapshotMetadata } from './schemas.js';
 
@@ -72,6 +74,9 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
   const path = layout.snapshotPath(options.partition, snapshotId, capture.lsn);
   const known = await readLatest(store, options.partition);
   const prior = await previousSnapshot(store, known, options.logger);
+  // A fork of the empty state has no snapshot yet: its lineage comes from its origin.
+  const origin = known ? undefined : await readOrigin(store, options.partition);
+  const lineage = prior.meta?.fork ?? (origin ? { log: origin.log, createdAt: origin.createdAt } : undefined);
   const previous = prior.files;
 
   const total = capture.files.reduce((n, f) => n + f.size, 0);
@@ -90,7 +95,10 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
     const sha256 = await hashOf(file, options.hashCache ?? capture.tableHashes);
     const key = layout.file(path, file.name);
     const prior = previous.get(file.name);
-    const expect = isTableFile(file.name) && prior && prior.size === file.size && prior.sha256 === sha256 ? copyCondition(store, prior) : undefined;
+    // Without server-side copy a "copy" would move the bytes through this process anyway:
+    // uploading from the local capture is the same work and needs no read from the store.
+    const unchanged = isTableFile(file.name) && prior && prior.size === file.size && prior.sha256 === sha256 && store.capabilities.serverSideCopy;
+    const expect = unchanged ? copyCondition(store, prior) : undefined;
     if (prior && expect) {
       try {
         const { etag } = await store.copy(prior.key, key, { size: file.size, expect });
@@ -125,7 +133,7 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
       source: options.source,
       // A fork stays a fork: its lineage (and the log it replays) passes to every snapshot.
       ...(prior.meta?.parent ? { parent: prior.meta.parent } : {}),
-      ...(prior.meta?.fork ? { fork: { log: prior.meta.fork.log, createdAt: prior.meta.fork.createdAt } } : {}),
+      ...(lineage ? { fork: { log: lineage.log, createdAt: lineage.createdAt } } : {}),
       storageClass: options.storageClass ?? 'STANDARD',
       files,
       stats: { ...stats, syncPauseMs: round(capture.syncPauseMs), durationMs: round(performance.now() - started + capture.syncPauseMs) },

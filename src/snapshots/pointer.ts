@@ -1,14 +1,14 @@
 import { CairnError, isCairnError } from '../core/errors.js';
 import { parseSnapshotFolderName } from '../core/ids.js';
-import type { Logger } from '../core/logger.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
-import { latestSchema, metadataSchema, parseDocument, pinSchema, type EvictedEntry, type LatestPointer, type Pin, type RetainedEntry, type SnapshotMetadata } from './schemas.js';
+import { latestSchema, metadataSchema, parseDocument, pinSchema, type LatestPointer, type Pin, type SnapshotMetadata } from './schemas.js';
 
 /**
- * latest.json is the only object Cairn ever overwrites. Every update is a conditional PUT
- * against the ETag that was read, so two uploaders racing can interleave in any order and
- * the pointer still only ever moves forward in LSN.
+ * latest.json is the only object Cairn ever overwrites. Reading it lives here; every update
+ * goes through updatePointer (pointer-update.ts): a conditional PUT against the ETag that was
+ * read, so two uploaders racing can interleave in any order and the pointer still only ever
+ * moves forward in LSN.
  */
 export interface PointerRead {
   pointer: LatestPointer;
@@ -134,89 +134,6 @@ export async function readPins(store: ObjectStore, partition: string): Promise<M
     for (const path of pin.snapshots) pinned.set(path, (pinned.get(path) ?? new Set<string>()).add(pin.fork));
   }
   return pinned;
-}
-
-export type PublishResult =
-  | { status: 'published'; pointer: LatestPointer; evicted: RetainedEntry[] }
-  | { status: 'superseded'; current: LatestPointer };
-
-export interface PublishOptions {
-  retain: number;
-  /**
-   * How long an evicted snapshot stays in the store (listed in the pointer's `evicted[]`)
-   * before a publish hands it back for deletion. 0 or absent: at once.
-   */
-  evictionGraceMs?: number;
-  /** The pointer read before the upload began, reused to save a GET when nobody raced us. */
-  known?: PointerRead | undefined;
-  maxAttempts?: number;
-  logger?: Logger;
-  now?: () => number;
-}
-
-/** Snapshots waiting out their grace, at most this many: the pointer is read by every restore. */
-const MAX_PENDING_EVICTIONS = 64;
-
-/**
- * Moves latest.json to `entry` unless it already holds an LSN >= ours. Returns the entries
- * whose folders may now be deleted: those that fell out of the retention window (never
- * pinned ones) at least `evictionGraceMs` ago. The caller deletes them only after this
- * returns, so a reader following the pointer never meets a deleted snapshot it was just
- * pointed at, and one that read an older pointer has the grace period to finish.
- */
-export async function publishPointer(
-  store: ObjectStore,
-  partition: string,
-  entry: RetainedEntry,
-  options: PublishOptions,
-): Promise<PublishResult> {
-  let current = options.known === undefined ? await readLatest(store, partition) : options.known;
-  const attempts = options.maxAttempts ?? 20;
-  const grace = options.evictionGraceMs ?? 0;
-  let pins: Map<string, Set<string>> | undefined;
-  for (let attempt = 1; attempt <= attempts; attempt++) {
-    if (current && current.pointer.snapshotId === entry.snapshotId) {
-      // A retried PUT that had in fact succeeded: the pointer already is ours.
-      return { status: 'published', pointer: current.pointer, evicted: [] };
-    }
-    if (current && current.pointer.lsn >= entry.lsn) {
-      // Our PUT landed although we heard an error, and another worker has published on top
-      // of it since: its pointer retains our snapshot, which is therefore published (and must
-      // not be deleted as superseded). Only our own write can have put our id there.
-      if (current.pointer.retained.some((e) => e.snapshotId === entry.snapshotId)) return { status: 'published', pointer: current.pointer, evicted: [] };
-      return { status: 'superseded', current: current.pointer };
-    }
-    pins ??= await readPins(store, partition);
-    const now = options.now?.() ?? Date.now();
-    const previous = current?.pointer.retained ?? [];
-    const merged = [entry, ...previous.filter((e) => e.snapshotId !== entry.snapshotId)];
-    const keep = merged.filter((e, i) => i < options.retain || pins!.has(e.path));
-    const evictedAt = new Date(now).toISOString();
-    const leaving: EvictedEntry[] = [
-      ...merged.filter((e) => !keep.includes(e)).map((e) => ({ ...e, evictedAt })),
-      ...(current?.pointer.evicted ?? []).filter((e) => !keep.some((k) => k.path === e.path)),
-    ];
-    // Newest evictions first; past the cap, or past their grace, they are due for deletion.
-    leaving.sort((a, b) => Date.parse(b.evictedAt) - Date.parse(a.evictedAt));
-    const pending = leaving.filter((e, i) => i < MAX_PENDING_EVICTIONS && now - Date.parse(e.evictedAt) < grace);
-    const due = leaving.filter((e) => !pending.includes(e)).map(({ evictedAt: _, ...e }) => e);
-    const next: LatestPointer = { format: 1, partition, ...entry, retained: keep, ...(pending.length > 0 ? { evicted: pending } : {}) };
-    try {
-      await store.put(layout.latest(partition), JSON.stringify(next, null, 2), {
-        ...(current ? { ifMatch: current.etag } : { ifNoneMatch: '*' as const }),
-        contentType: 'application/json',
-      });
-      return { status: 'published', pointer: next, evicted: due };
-    } catch (err) {
-      if (!isCairnError(err, 'CONDITION_FAILED')) throw err;
-      options.logger?.debug({ partition, attempt }, 'latest.json changed under us; re-reading');
-      current = await readLatest(store, partition);
-      pins = undefined;
-    }
-  }
-  throw new CairnError('STORE_UNAVAILABLE', `latest.json of ${partition} kept changing; gave up after ${attempts} attempts`, {
-    retryable: true,
-  });
 }
 
 /** Deletes every object under a snapshot folder. */

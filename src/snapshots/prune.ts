@@ -3,7 +3,8 @@ import { CairnError, isCairnError } from '../core/errors.js';
 import { validatePartition } from '../core/names.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
-import { deleteSnapshotFolder, readPins, readPointerStatus } from './pointer.js';
+import { deleteSnapshotFolder, readLatest, readPins } from './pointer.js';
+import { updatePointer, type PointerState } from './pointer-update.js';
 import { listSnapshotsWithPointer } from './repository.js';
 import type { LatestPointer } from './schemas.js';
 
@@ -21,7 +22,7 @@ const INCOMPLETE_GRACE_MS = 60 * 60_000;
  * Deletes old snapshot folders of a partition: all but the newest `keep` complete ones,
  * never the latest, never a pinned one (a fork needs it), and never an incomplete folder
  * young enough to be an upload in progress. Retained entries it drops leave latest.json
- * first, by conditional PUT, so no reader is pointed at a folder being deleted; a racing
+ * first (through updatePointer), so no reader is pointed at a folder being deleted; a racing
  * writer (a checkpoint, a fork pinning) makes that PUT fail and the decision is taken again.
  */
 export async function pruneSnapshots(
@@ -35,27 +36,19 @@ export async function pruneSnapshots(
   const now = options.now ?? Date.now();
   // Which folders are retained is known only from the pointer: deleting by guesswork could
   // remove what a reader is about to follow.
-  for (let attempt = 0; attempt < 10; attempt++) {
-    const pointer = await readPointerStatus(store, partition);
-    if (pointer.status.exists && !pointer.status.ok) {
-      throw new CairnError(
-        'CORRUPT',
-        `refusing to prune ${partition}: ${pointer.status.error}, so which snapshots are retained is unknown and nothing was deleted; ` +
-          `repair it first with cairn pointer rebuild --partition ${partition} --apply`,
-        { details: { key: layout.latest(partition), refused: 'prune' } },
-      );
-    }
-    const latest = pointer.read;
+  const plan = async (current: PointerState | undefined) => {
     const pins = await readPins(store, partition);
+    const latest = current?.pointer;
     // Evicted, but a restore pointed at it before may still be reading it.
-    const graceUntil = new Map((latest?.pointer.evicted ?? []).map((e) => [e.path, Date.parse(e.evictedAt) + (options.evictionGraceMs ?? 0)]));
-    const folders = (await listSnapshotsWithPointer(store, partition, pointer)).snapshots;
+    const graceUntil = new Map((latest?.evicted ?? []).map((e) => [e.path, Date.parse(e.evictedAt) + (options.evictionGraceMs ?? 0)]));
+    const status = latest ? { ok: true, exists: true, snapshotId: latest.snapshotId, lsn: latest.lsn } : { ok: false, exists: false };
+    const folders = (await listSnapshotsWithPointer(store, partition, { status, ...(latest ? { read: { pointer: latest, etag: current.etag ?? '' } } : {}) })).snapshots;
     const newest = folders.filter((f) => f.complete).sort((a, b) => b.lsn - a.lsn || b.snapshotId.localeCompare(a.snapshotId)).slice(0, keep).map((f) => f.path);
     const kept: PruneResult['kept'] = [];
     const doomed: string[] = [];
     for (const f of folders) {
       const why =
-        latest?.pointer.path === f.path ? 'latest'
+        latest?.path === f.path ? 'latest'
         : pins.has(f.path) ? `pinned by fork ${[...pins.get(f.path)!].join(', ')}`
         : newest.includes(f.path) ? `among the newest ${keep}`
         : (graceUntil.get(f.path) ?? 0) > now ? `evicted recently; kept until ${new Date(graceUntil.get(f.path)!).toISOString()} for restores that started on it`
@@ -64,20 +57,33 @@ export async function pruneSnapshots(
       if (why) kept.push({ path: f.path, why });
       else doomed.push(f.path);
     }
-    if (options.dryRun || doomed.length === 0) return { partition, dryRun: Boolean(options.dryRun), kept, deleted: doomed };
-    if (latest && [...latest.pointer.retained, ...(latest.pointer.evicted ?? [])].some((e) => doomed.includes(e.path))) {
-      const evicted = latest.pointer.evicted?.filter((e) => !doomed.includes(e.path));
-      const { evicted: _, ...rest } = latest.pointer;
-      const next: LatestPointer = { ...rest, retained: latest.pointer.retained.filter((e) => !doomed.includes(e.path)), ...(evicted?.length ? { evicted } : {}) };
-      try {
-        await store.put(layout.latest(partition), JSON.stringify(next, null, 2), { ifMatch: latest.etag, contentType: 'application/json' });
-      } catch (err) {
-        if (isCairnError(err, 'CONDITION_FAILED')) continue;
-        throw err;
-      }
+    return { kept, doomed };
+  };
+  try {
+    if (options.dryRun) {
+      const { kept, doomed } = await plan(await readLatest(store, partition));
+      return { partition, dryRun: true, kept, deleted: doomed };
     }
+    // Retained entries being deleted leave latest.json first, so no reader is pointed at a
+    // folder being deleted; a racing writer makes that PUT fail and the plan is made again.
+    const { kept, doomed } = await updatePointer(store, partition, async (current) => {
+      const decided = await plan(current);
+      const latest = current?.pointer;
+      if (!latest || ![...latest.retained, ...(latest.evicted ?? [])].some((e) => decided.doomed.includes(e.path))) return { keep: true, result: decided };
+      const evicted = latest.evicted?.filter((e) => !decided.doomed.includes(e.path));
+      const { evicted: _, ...rest } = latest;
+      const next: LatestPointer = { ...rest, retained: latest.retained.filter((e) => !decided.doomed.includes(e.path)), ...(evicted?.length ? { evicted } : {}) };
+      return { write: next, result: decided };
+    });
     for (const path of doomed) await deleteSnapshotFolder(store, path);
     return { partition, dryRun: false, kept, deleted: doomed };
+  } catch (err) {
+    if (!isCairnError(err, 'CORRUPT') || err.details?.pointer !== 'unparsable') throw err;
+    throw new CairnError(
+      'CORRUPT',
+      `refusing to prune ${partition}: ${err.message}, so which snapshots are retained is unknown and nothing was deleted; ` +
+        `repair it first with cairn pointer rebuild --partition ${partition} --apply`,
+      { cause: err, details: { key: layout.latest(partition), refused: 'prune' } },
+    );
   }
-  throw new CairnError('STORE_UNAVAILABLE', `latest.json of ${partition} kept changing while pruning; try again`, { retryable: true });
 }

@@ -4,6 +4,7 @@ import { validatePartition } from '../core/names.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
 import { listSnapshotFolders, readMetadata, readPins, readPointerStatus, type PointerStatus, type SnapshotFolder } from './pointer.js';
+import { putPointer } from './pointer-update.js';
 import { latestSchema, toRetainedEntry, type LatestPointer, type RetainedEntry } from './schemas.js';
 import { verifySnapshot, type VerifyProblem, type VerifyReport } from './verify.js';
 
@@ -166,10 +167,9 @@ export async function rebuildPointer(store: ObjectStore, partition: string, opti
   if (dryRun) return { partition, dryRun, status: 'rebuild', current: current.status, pointer: next, considered, written: false };
 
   try {
-    await store.put(key, JSON.stringify(next, null, 2), {
-      ...(current.etag !== undefined ? { ifMatch: current.etag } : { ifNoneMatch: '*' as const }),
-      contentType: 'application/json',
-    });
+    // One conditional write, no retry: a pointer that changed while we verified is a reason
+    // to look again, which the operator does by re-running the command.
+    await putPointer(store, partition, next, current.etag);
   } catch (err) {
     if (!isCairnError(err, 'CONDITION_FAILED')) throw err;
     throw new CairnError(

@@ -5,6 +5,7 @@ import type { Capture } from '../state/types.js';
 import type { ObjectStore } from '../store/types.js';
 import { checkpoint, type CheckpointOptions, type CheckpointResult } from './checkpoint.js';
 import { findSnapshotFolder, listSnapshotFolders, readLatest, readMetadata, readPointerStatus, type PointerRead, type PointerStatus } from './pointer.js';
+import { requireConditionalWrites } from './pointer-update.js';
 import { rebuildPointer, type RebuildResult } from './rebuild.js';
 import { restoreSnapshot, type RestoreOptions, type RestoreResult } from './restore.js';
 import type { SnapshotMetadata } from './schemas.js';
@@ -85,7 +86,9 @@ export class SnapshotRepository {
   constructor(
     readonly store: ObjectStore,
     readonly options: RepositoryOptions,
-  ) {}
+  ) {
+    requireConditionalWrites(store);
+  }
 
   partitions(): Promise<string[]> {
     return listPartitions(this.store);

@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { linkOrCopy } from '../core/files.js';
-import { currentProcess, liveness } from '../core/process-identity.js';
+import { liveness, type ProcessIdentity } from '../core/process-identity.js';
+import { restoreWorkName, restoreWorkOwner } from '../state/state-folder.js';
 
 /**
  * The folder a restore works in, beside its target: `.{target}.restore-{random}/`, holding
@@ -15,7 +15,8 @@ import { currentProcess, liveness } from '../core/process-identity.js';
  * with its owner or not at all: a restore killed at any point leaves a folder that the next
  * restore beside the same target (or the processor that owns it) recognises as abandoned and
  * removes, while a folder whose owner still runs is never touched. State folders are local
- * disks, so the owner is judged on this host.
+ * disks, so the owner is judged on this host. A processor refuses to open its state while
+ * another live process has a work folder beside it (state-folder.ts).
  */
 /** A work folder whose name does not say its owner (an older version's) is left this long. */
 const OWNERLESS_GRACE_MS = 10 * 60_000;
@@ -29,8 +30,7 @@ export class RestoreWorkdir {
   static async create(target: string): Promise<RestoreWorkdir> {
     await mkdir(dirname(target), { recursive: true });
     await removeAbandonedRestores(target);
-    const me = currentProcess();
-    const path = join(dirname(target), `.${basename(target)}.restore-${me.pid}-${me.start ?? 0}-${randomBytes(4).toString('hex')}`);
+    const path = join(dirname(target), restoreWorkName(target));
     await mkdir(join(path, 'verified'), { recursive: true });
     return new RestoreWorkdir(path);
   }
@@ -78,8 +78,8 @@ export async function removeAbandonedRestores(target: string, options: { owned?:
   const removed: string[] = [];
   for (const name of names) {
     const path = join(parent, name);
-    const work = name.startsWith(`.${base}.restore-`) ? WORK_SUFFIX.exec(name.slice(base.length + 10)) : null;
-    const abandoned = work ? options.owned || (await ownerGone(work, path)) : name.startsWith(`${base}.old-`) && /^[0-9a-f]{8}$/.test(name.slice(base.length + 5));
+    const owner = restoreWorkOwner(target, name);
+    const abandoned = owner !== undefined ? options.owned || (await ownerGone(owner, path)) : name.startsWith(`${base}.old-`) && /^[0-9a-f]{8}$/.test(name.slice(base.length + 5));
     if (!abandoned) continue;
     await rm(path, { recursive: true, force: true });
     removed.push(path);
@@ -87,14 +87,8 @@ export async function removeAbandonedRestores(target: string, options: { owned?:
   return removed;
 }
 
-/** `{pid}-{start}-{random}`, or an older version's `{random}` (no owner in the name). */
-const WORK_SUFFIX = /^(?:(\d+)-(\d+)-[0-9a-f]{8}|[0-9a-f]{8})$/;
-
-async function ownerGone(work: RegExpExecArray, path: string): Promise<boolean> {
-  if (work[1] !== undefined) {
-    const start = work[2] === '0' ? {} : { start: work[2]! };
-    return liveness({ host: currentProcess().host, pid: Number(work[1]), ...start }) === 'dead';
-  }
+async function ownerGone(owner: ProcessIdentity | null, path: string): Promise<boolean> {
+  if (owner) return liveness(owner) === 'dead';
   const st = await stat(path).catch(() => undefined);
   return st !== undefined && Date.now() - st.mtimeMs > OWNERLESS_GRACE_MS;
 }

@@ -3,10 +3,11 @@ import { open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import PQueue from 'p-queue';
 import { sha256File } from '../core/checksums.js';
-import { CairnError, isCairnError, toCairnError } from '../core/errors.js';
+import { CairnError, badInput, isCairnError, toCairnError } from '../core/errors.js';
 import { failpoint } from '../core/failpoints.js';
 import type { Logger } from '../core/logger.js';
 import { PartitionState } from '../state/partition-state.js';
+import { inspectFolder, stateInUse, writeStateMarker } from '../state/state-folder.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
 import { findSnapshotFolder, readLatest, readMetadata, type PointerRead } from './pointer.js';
@@ -28,6 +29,12 @@ export interface RestoreOptions {
   /** Called when a snapshot is skipped, with the reason (restore still may succeed). */
   onFallback?: (skipped: { path: string; reason: string; code: string }) => void;
   logger?: Logger;
+  /**
+   * Replace the target only as `assertReplaceable` allows, checked before the download and
+   * again just before the swap. Without it the target is replaced whatever it holds: a
+   * processor restoring its own state folder, or a private temporary folder.
+   */
+  guard?: { force: boolean };
 }
 
 export interface RestoreResult {
@@ -50,6 +57,8 @@ export async function restoreSnapshot(store: ObjectStore, options: RestoreOption
   const started = performance.now();
   const skipped: RestoreResult['skipped'] = [];
   const damaged = new Set<string>();
+  // Checked before anything is created, so a refused target leaves every folder as it was.
+  if (options.guard) await assertReplaceable(options.targetDir, options.partition, options.guard.force);
   const work = await RestoreWorkdir.create(options.targetDir);
   try {
     let latest = options.snapshotId ? undefined : await readPointerToRestore(store, options.partition);
@@ -138,14 +147,56 @@ async function installSnapshot(store: ObjectStore, metadata: SnapshotMetadata, w
   await fsyncPath(dir);
   failpoint('restore:downloaded');
 
+  await assertSnapshotLsn(dir, metadata);
+  await writeStateMarker(dir, options.partition);
+  // Again, now that our work folder exists: a processor that opened the target since the
+  // first check is seen here, and one that opens it from now on sees our work folder.
+  if (options.guard) await assertReplaceable(options.targetDir, options.partition, options.guard.force);
+  await swapInto(dir, options.targetDir);
+  return total;
+}
+
+/**
+ * Opens a downloaded snapshot's state and checks that the applied LSN stored inside it is
+ * the one its metadata (and folder name) claims; CORRUPT (`details.problem: 'lsn'`) if not.
+ * Restore and verify both rely on it.
+ */
+export async function assertSnapshotLsn(dir: string, metadata: SnapshotMetadata): Promise<void> {
   const state = await PartitionState.open(dir, { create: false });
   const lsn = state.appliedLsn;
   await state.close();
   if (lsn !== metadata.lsn) {
-    throw new CairnError('CORRUPT', `snapshot ${metadata.snapshotId} holds applied LSN ${lsn}, its metadata says ${metadata.lsn}`);
+    throw new CairnError('CORRUPT', `snapshot ${metadata.snapshotId} holds applied LSN ${lsn}, its metadata says ${metadata.lsn}`, {
+      details: { problem: 'lsn', expected: metadata.lsn, actual: lsn },
+    });
   }
-  await swapInto(dir, options.targetDir);
-  return total;
+}
+
+/**
+ * Whether a restore may replace `target` with `partition`'s state: a missing or empty
+ * folder always; a state folder of `partition` with `force`, unless a processor holds it
+ * (STATE_UNAVAILABLE, whatever `force` says); anything else never (BAD_INPUT), and nothing
+ * is written to find out.
+ */
+export async function assertReplaceable(target: string, partition: string, force: boolean): Promise<void> {
+  const found = await inspectFolder(target);
+  switch (found.kind) {
+    case 'absent':
+    case 'empty':
+      return;
+    case 'not-a-folder':
+      throw badInput(`restore target ${target} is a file, not a folder`);
+    case 'other':
+      throw badInput(`restore target ${target} is not empty and is not a Cairn state folder; nothing was changed (restore into a new or empty folder)`, { dir: target });
+    case 'state':
+      if (found.partition !== partition) {
+        throw badInput(`restore target ${target} is the state folder of partition ${found.partition}, not ${partition}; nothing was changed`, { dir: target, partition: found.partition });
+      }
+      if (await stateInUse(target)) {
+        throw new CairnError('STATE_UNAVAILABLE', `restore target ${target} is in use by a running processor of ${partition}; stop it first (--force does not override this)`, { details: { dir: target } });
+      }
+      if (!force) throw badInput(`restore target ${target} holds ${partition}'s local state; pass --force to replace it`, { dir: target });
+  }
 }
 
 async function fetchVerified(store: ObjectStore, file: SnapshotFile, path: string, onBytes: (n: number) => void): Promise<void> {

@@ -1,15 +1,24 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import PQueue from 'p-queue';
 import { sha256Hex } from '../core/checksums.js';
 import { isCairnError } from '../core/errors.js';
 import { checkTableBytes } from '../state/table-check.js';
 import type { ObjectStore } from '../store/types.js';
-import { isTableFile } from './layout.js';
+import { isTableFile, layout } from './layout.js';
+import { assertSnapshotLsn } from './restore.js';
 import type { SnapshotMetadata } from './schemas.js';
 
+/**
+ * `lsn`: the files are as recorded, but the state they make holds another applied LSN than
+ * the metadata (and the folder name) claim, which restore would reject; `state`: they do not
+ * open as a database at all (e.g. a table the MANIFEST needs is not listed).
+ */
 export interface VerifyProblem {
   name: string;
   key: string;
-  problem: 'missing' | 'size' | 'sha256' | 'table';
+  problem: 'missing' | 'size' | 'sha256' | 'table' | 'lsn' | 'state';
   expected?: string | number;
   actual?: string | number;
 }
@@ -24,8 +33,34 @@ export interface VerifyReport {
   problems: VerifyProblem[];
 }
 
-/** Reads every file of a snapshot back from the store and checks its size, its sha256 and, for tables, every block checksum. */
+/**
+ * Reads every file of a snapshot back from the store and checks its size, its sha256 and,
+ * for tables, every block checksum; when all of them pass, opens the state they make (in a
+ * temporary folder, never under the state dir) and checks its applied LSN as restore does.
+ */
 export async function verifySnapshot(store: ObjectStore, metadata: SnapshotMetadata, concurrency: number): Promise<VerifyReport> {
+  const work = await mkdtemp(join(tmpdir(), 'cairn-verify-'));
+  try {
+    const report = await verifyInto(store, metadata, concurrency, work);
+    if (report.problems.length === 0) await checkState(work, metadata, report.problems);
+    return { ...report, ok: report.problems.length === 0 };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function checkState(dir: string, metadata: SnapshotMetadata, problems: VerifyProblem[]): Promise<void> {
+  const key = layout.metadata(layout.snapshotPath(metadata.partition, metadata.snapshotId, metadata.lsn));
+  try {
+    await assertSnapshotLsn(dir, metadata);
+  } catch (err) {
+    if (!isCairnError(err, 'CORRUPT') && !isCairnError(err, 'NOT_FOUND')) throw err;
+    if (err.details?.problem === 'lsn') problems.push({ name: 'applied LSN', key, problem: 'lsn', expected: metadata.lsn, actual: err.details.actual as number });
+    else problems.push({ name: 'state', key, problem: 'state', actual: err.message });
+  }
+}
+
+async function verifyInto(store: ObjectStore, metadata: SnapshotMetadata, concurrency: number, dir: string): Promise<VerifyReport> {
   const queue = new PQueue({ concurrency });
   const problems: VerifyProblem[] = [];
   let bytes = 0;
@@ -58,8 +93,10 @@ export async function verifySnapshot(store: ObjectStore, metadata: SnapshotMetad
           } catch (err) {
             if (!isCairnError(err, 'CORRUPT')) throw err;
             problems.push({ name: file.name, key: file.key, problem: 'table', actual: err.message });
+            return;
           }
         }
+        await writeFile(join(dir, file.name), body);
       }),
     ),
   );

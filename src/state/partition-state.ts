@@ -7,6 +7,7 @@ import { SENTINEL_KEY, captureLevelDb } from './capture.js';
 import { checkStateFiles, localCorruption } from './integrity.js';
 import { LinkedTables } from './linked-tables.js';
 import { ManifestFollower } from './manifest.js';
+import { noteClosed, noteOpened, readStateMarker, restoresInProgress, writeStateMarker } from './state-folder.js';
 import { DELETE, type Capture, type StateEntry, type StateWrite } from './types.js';
 
 /**
@@ -22,6 +23,8 @@ import { DELETE, type Capture, type StateEntry, type StateWrite } from './types.
  *
  * Files: besides LevelDB's own, `.cairn-linked/` holds hard links to the tables of recent
  * checkpoint captures (linked-tables.ts); LevelDB ignores it, and it is cleared on open.
+ * `cairn-state.json` names the partition the folder is opened as (state-folder.ts), so a
+ * restore can tell a state folder from anything else without opening it.
  *
  * Values: one tag byte then the payload: 'j' JSON text, 'b' raw bytes (Uint8Array values,
  * for processors that ask for bytes). Decoding returns a Buffer for 'b'.
@@ -41,7 +44,8 @@ export interface PartitionStateOptions {
   /** Create the database when the folder holds none (default true); else NOT_FOUND. */
   create?: boolean;
   /** Recorded in the state when it is first created. Not enforced on open: a fork's state
-   * is restored from its parent's files and legitimately carries the parent's name. */
+   * is restored from its parent's files and legitimately carries the parent's name. Also
+   * written to the folder's marker, which says whose state folder it now is. */
   partition?: string;
   /**
    * fsync every commit. Default false: LevelDB then appends the batch to its write-ahead
@@ -147,7 +151,16 @@ export class PartitionState {
     } catch (err) {
       throw stateError(location, err, 'cannot open state folder');
     }
+    noteOpened(location);
     try {
+      // Only now, holding LevelDB's lock: a restore that started before us has its work
+      // folder in place, and one starting after us sees the lock (state-folder.ts).
+      const restoring = await restoresInProgress(location);
+      if (restoring.length > 0) {
+        throw new CairnError('STATE_UNAVAILABLE', `state folder ${location} is being replaced by a restore (pid ${restoring[0]!.pid}); start again once it has finished`, {
+          details: { dir: location, restore: restoring[0]!.path },
+        });
+      }
       const [lsnBuf, partBuf] = await db.getMany([META_LSN, META_PARTITION], { valueEncoding: 'utf8' });
       const lsn = lsnBuf === undefined ? -1 : Number(lsnBuf);
       if (!Number.isSafeInteger(lsn) || lsn < -1) throw new CairnError('CORRUPT', `state folder ${location}: bad applied LSN ${JSON.stringify(lsnBuf)}`);
@@ -156,12 +169,14 @@ export class PartitionState {
         await db.put(META_PARTITION, options.partition, { valueEncoding: 'utf8' });
         partition = options.partition;
       }
+      if (options.partition !== undefined && (await readStateMarker(location)) !== options.partition) await writeStateMarker(location, options.partition);
       const state = new PartitionState(location, db, lsn, partition, options.sync ?? false);
       // Links left by an earlier owner may name numbers this open reuses: never trust them.
       await state.linked.reset();
       return state;
     } catch (err) {
       await db.close().catch(() => undefined);
+      noteClosed(location);
       throw stateError(location, err, 'cannot open state folder');
     }
   }
@@ -268,7 +283,11 @@ export class PartitionState {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.db.close();
+    try {
+      await this.db.close();
+    } finally {
+      noteClosed(this.dir);
+    }
     await this.linked.dispose();
   }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { link, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { sleepBackoff, type BackoffPolicy } from '../core/backoff.js';
 import { CairnError } from '../core/errors.js';
 import { currentProcess, liveness, type ProcessIdentity } from '../core/process-identity.js';
 
@@ -23,6 +23,12 @@ export interface LockOptions {
   timeoutMs: number;
 }
 
+/**
+ * Polls for a held lock: the critical section it guards is a stat and a rename, so the waits
+ * start at a few milliseconds and stay short (core/backoff.ts, the codebase's one formula).
+ */
+const LOCK_POLL: BackoffPolicy = { baseDelayMs: 2, maxDelayMs: 50 };
+
 interface LockContent extends ProcessIdentity {
   nonce: string;
   t: number;
@@ -33,7 +39,7 @@ export async function acquireFileLock(path: string, options: LockOptions): Promi
   const content: LockContent = { ...currentProcess(), nonce: randomBytes(8).toString('hex'), t: Date.now() };
   const text = JSON.stringify(content);
   const deadline = Date.now() + options.timeoutMs;
-  for (let attempt = 0; ; attempt++) {
+  for (let attempt = 1; ; attempt++) {
     if (await tryCreate(path, text, content.nonce)) return () => releaseIfOurs(path, text);
     const seen = await inspect(path);
     if (seen === undefined) continue; // released between our attempt and our read: try again now
@@ -47,8 +53,7 @@ export async function acquireFileLock(path: string, options: LockOptions): Promi
         details: { lock: path, holder: seen.text },
       });
     }
-    // Short, jittered polls: the critical section is a stat and a rename.
-    await sleep(Math.min(50, 1 + 2 ** Math.min(attempt, 6)) * (0.5 + Math.random()));
+    await sleepBackoff(attempt, LOCK_POLL);
   }
 }
 
@@ -112,7 +117,7 @@ async function breakLock(path: string, seen: Seen): Promise<void> {
     // its holder is gone, then let the caller poll again.
     const b = await inspect(breaker);
     if (b && (b.parsed ? liveness(b.parsed) === 'dead' : Date.now() - b.mtimeMs > 5000)) await unlinkQuiet(breaker);
-    else await sleep(2);
+    else await sleepBackoff(1, LOCK_POLL);
     return;
   }
   try {

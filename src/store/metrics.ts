@@ -5,8 +5,14 @@ import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilitie
 export interface StoreMetricsSnapshot {
   /** op -> outcome ('ok' or an error code such as 'NOT_FOUND') -> count. */
   requests: Record<string, Record<string, number>>;
-  /** op -> retries made below this wrapper (fed by withRetry's onRetry). */
+  /** op -> retries made below this wrapper (fed by the retry owner's onRetry). */
   retries: Record<string, number>;
+  /**
+   * op -> requests settled below this wrapper and the attempts they took in all (fed by the
+   * retry owner's onAttempts). On S3 a request is one HTTP request (each part of a transfer
+   * is its own); on the filesystem store it is one operation.
+   */
+  attempts: Record<string, { requests: number; attempts: number }>;
   uploadedBytes: number;
   downloadedBytes: number;
   /** Bytes duplicated inside the store; counted when the caller passes `copy(..., { size })`. */
@@ -16,13 +22,16 @@ export interface StoreMetricsSnapshot {
 export interface MeteredObjectStore extends ObjectStore {
   /** A plain copy of the counters (for tests, reports and checkpoint stats). */
   snapshot(): StoreMetricsSnapshot;
-  /** Counts one retry of `op`; wire withRetry's onRetry here. */
+  /** Counts one retry of `op`; wire the retry owner's onRetry here. */
   recordRetry(op: string): void;
+  /** Records the attempts one request of `op` took; wire the retry owner's onAttempts here. */
+  recordAttempts(op: string, attempts: number): void;
 }
 
 interface PromMetrics {
   requests: Counter<'backend' | 'op' | 'outcome'>;
   retries: Counter<'backend' | 'op'>;
+  attempts: Histogram<'backend' | 'op'>;
   uploaded: Counter<'backend'>;
   downloaded: Counter<'backend'>;
   copied: Counter<'backend'>;
@@ -31,9 +40,11 @@ interface PromMetrics {
 
 /**
  * Counts logical operations by outcome and the bytes each moved. Placed outside the retry
- * wrapper, one call is one request here however many attempts it took; retries are
- * counted separately. With a prom-client Registry the same figures are exported as
- * `cairn_store_*`; several stores may share one registry (labelled by backend name).
+ * owner (the S3 backend, or withRetry over the filesystem store), one call is one operation
+ * here however many requests and attempts it took; retries and attempts per request are
+ * reported by the retry owner through recordRetry / recordAttempts. With a prom-client
+ * Registry the same figures are exported as `cairn_store_*`; several stores may share one
+ * registry (labelled by backend name).
  */
 export function withMetrics(store: ObjectStore, registry?: Registry): MeteredObjectStore {
   return new MeteredStore(store, registry ? promMetrics(registry) : undefined);
@@ -42,6 +53,7 @@ export function withMetrics(store: ObjectStore, registry?: Registry): MeteredObj
 class MeteredStore implements MeteredObjectStore {
   private readonly requests = new Map<string, Map<string, number>>();
   private readonly retries = new Map<string, number>();
+  private readonly attempts = new Map<string, { requests: number; attempts: number }>();
   private uploadedBytes = 0;
   private downloadedBytes = 0;
   private copiedBytes = 0;
@@ -127,12 +139,19 @@ class MeteredStore implements MeteredObjectStore {
     this.prom?.retries.inc({ backend: this.backend, op });
   }
 
+  recordAttempts(op: string, attempts: number): void {
+    const seen = this.attempts.get(op) ?? { requests: 0, attempts: 0 };
+    this.attempts.set(op, { requests: seen.requests + 1, attempts: seen.attempts + attempts });
+    this.prom?.attempts.observe({ backend: this.backend, op }, attempts);
+  }
+
   snapshot(): StoreMetricsSnapshot {
     const requests: Record<string, Record<string, number>> = {};
     for (const [op, outcomes] of this.requests) requests[op] = Object.fromEntries(outcomes);
     return {
       requests,
       retries: Object.fromEntries(this.retries),
+      attempts: Object.fromEntries([...this.attempts].map(([op, a]) => [op, { ...a }])),
       uploadedBytes: this.uploadedBytes,
       downloadedBytes: this.downloadedBytes,
       copiedBytes: this.copiedBytes,
@@ -178,18 +197,18 @@ function outcomeOf(err: unknown): string {
 function promMetrics(registry: Registry): PromMetrics {
   const counter = <L extends string>(name: string, help: string, labelNames: L[]): Counter<L> =>
     (registry.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter<L>({ name, help, labelNames, registers: [registry] });
-  const duration =
-    (registry.getSingleMetric('cairn_store_request_duration_seconds') as Histogram<'backend' | 'op'> | undefined) ??
-    new Histogram<'backend' | 'op'>({
-      name: 'cairn_store_request_duration_seconds',
-      help: 'Object store operation latency (including retries)',
-      labelNames: ['backend', 'op'],
-      buckets: [0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60],
-      registers: [registry],
-    });
+  const histogram = (name: string, help: string, buckets: number[]): Histogram<'backend' | 'op'> =>
+    (registry.getSingleMetric(name) as Histogram<'backend' | 'op'> | undefined) ??
+    new Histogram<'backend' | 'op'>({ name, help, labelNames: ['backend', 'op'], buckets, registers: [registry] });
+  const duration = histogram(
+    'cairn_store_request_duration_seconds',
+    'Object store operation latency (including retries)',
+    [0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60],
+  );
   return {
     requests: counter('cairn_store_requests_total', 'Object store operations by outcome', ['backend', 'op', 'outcome']),
-    retries: counter('cairn_store_retries_total', 'Object store operation retries', ['backend', 'op']),
+    retries: counter('cairn_store_retries_total', 'Object store request retries (attempts after the first)', ['backend', 'op']),
+    attempts: histogram('cairn_store_request_attempts', 'Attempts per object store request, the first included', [1, 2, 3, 4, 5, 6, 8, 10, 20]),
     uploaded: counter('cairn_store_uploaded_bytes_total', 'Bytes sent to the object store', ['backend']),
     downloaded: counter('cairn_store_downloaded_bytes_total', 'Bytes read from the object store', ['backend']),
     copied: counter('cairn_store_copied_bytes_total', 'Bytes duplicated inside the object store (server-side copy)', ['backend']),

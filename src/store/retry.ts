@@ -1,31 +1,26 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import { CairnError } from '../core/errors.js';
+import { STORE_DEFAULTS } from '../core/config.js';
+import { isCairnError } from '../core/errors.js';
+import { attemptProgress, resolveOwnWrite, RetriedRequest, retryRequest, STORE_BACKOFF, type RetryHooks, type RetryPolicy } from './request-retry.js';
 import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
 
-export interface RetryOptions {
-  /** Total attempts including the first (1 = no retry). */
-  attempts: number;
-  baseDelayMs: number;
-  maxDelayMs: number;
-  onRetry?: (info: RetryInfo) => void;
-}
+export type { AttemptsInfo, RetryHooks, RetryInfo, RetryPolicy } from './request-retry.js';
 
-export interface RetryInfo {
-  op: string;
-  key: string | undefined;
-  /** The attempt that failed (1-based). */
-  attempt: number;
-  delayMs: number;
-  error: CairnError;
-}
+/** A retry policy plus the hooks that report on it (the `retry` option of createStore). */
+export interface RetryOptions extends RetryPolicy, RetryHooks {}
 
-export const DEFAULT_RETRY: RetryOptions = { attempts: 4, baseDelayMs: 200, maxDelayMs: 5_000 };
+/** Attempts from STORE_DEFAULTS; the backoff is the store's. */
+export const DEFAULT_RETRY: RetryPolicy = { attempts: STORE_DEFAULTS.maxAttempts, ...STORE_BACKOFF };
 
 /**
- * Retries operations whose error says `retryable === true` (STORE_UNAVAILABLE and the
- * like), with exponential backoff and full jitter so that many workers hitting one
- * throttled bucket spread out instead of retrying in lockstep. Everything else —
- * NOT_FOUND, CONDITION_FAILED, STORE_FAILED — surfaces at once.
+ * The retry owner for a backend that does not retry its own requests: the filesystem store
+ * (whose operations are each one local "request": EMFILE, EBUSY, a lock wait that timed out)
+ * and fault injectors in tests. Not for the S3 backend, which retries each HTTP request
+ * itself (createStore knows which is which); its exhausted errors are final, so a wrapper
+ * stacked over it by mistake would not retry them again.
+ *
+ * Each operation is retried as a whole with retryRequest (same formula, same final error:
+ * `retryable: false`, details.attempts). `list` restarts the listing and skips what it has
+ * already yielded (listings are in key order), so a retry never repeats or loses a key.
  */
 export function withRetry(store: ObjectStore, options: Partial<RetryOptions> = {}): ObjectStore {
   return new RetryingStore(store, { ...DEFAULT_RETRY, ...options });
@@ -55,14 +50,13 @@ class RetryingStore implements ObjectStore {
 
   async put(key: string, body: Buffer | string, options?: PutOptions): Promise<{ etag: string }> {
     const conditional = options?.ifMatch !== undefined || options?.ifNoneMatch !== undefined;
-    let ambiguous = false;
+    let attempts = 0;
     try {
-      return await this.run('put', key, undefined, () => this.inner.put(key, body, options), () => (ambiguous = true));
+      return await this.run('put', key, undefined, (n) => ((attempts = n), this.inner.put(key, body, options)));
     } catch (err) {
-      // A conditional put that timed out may have landed; its retry then loses to our own
-      // write. If the object now holds exactly our bytes, the write did happen.
-      if (conditional && ambiguous && err instanceof CairnError && err.code === 'CONDITION_FAILED') {
-        const mine = await this.resolveOwnWrite(key, body);
+      // An earlier attempt may have landed; see resolveOwnWrite.
+      if (conditional && attempts > 1 && isCairnError(err, 'CONDITION_FAILED')) {
+        const mine = await resolveOwnWrite(() => this.inner.get(key), body);
         if (mine) return mine;
       }
       throw err;
@@ -70,13 +64,13 @@ class RetryingStore implements ObjectStore {
   }
 
   uploadFile(key: string, path: string, options?: TransferProgress): Promise<{ etag: string; size: number }> {
-    const progress = dedupeProgress(options);
-    return this.run('uploadFile', key, options?.signal, () => this.inner.uploadFile(key, path, progress.forAttempt()));
+    const progress = attemptProgress(options);
+    return this.run('uploadFile', key, options?.signal, () => this.inner.uploadFile(key, path, progress()));
   }
 
   downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
-    const progress = dedupeProgress(options);
-    return this.run('downloadFile', key, options?.signal, () => this.inner.downloadFile(key, path, progress.forAttempt()));
+    const progress = attemptProgress(options);
+    return this.run('downloadFile', key, options?.signal, () => this.inner.downloadFile(key, path, progress()));
   }
 
   copy(from: string, to: string, options?: CopyOptions): Promise<{ etag: string }> {
@@ -89,18 +83,19 @@ class RetryingStore implements ObjectStore {
 
   /** A retry restarts the listing and skips what was already yielded (lists are in key order). */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const request = new RetriedRequest(this.options, this.options, { op: 'list', key: prefix });
     let last: string | undefined;
-    for (let attempt = 1; ; attempt++) {
+    for (;;) {
       try {
         for await (const info of this.inner.list(prefix)) {
           if (last !== undefined && info.key <= last) continue;
           last = info.key;
           yield info;
         }
+        request.succeeded();
         return;
       } catch (err) {
-        if (!(err instanceof CairnError)) throw err;
-        await this.backoff('list', prefix, undefined, attempt, err);
+        await request.failed(err);
       }
     }
   }
@@ -113,64 +108,7 @@ class RetryingStore implements ObjectStore {
     return this.inner.close();
   }
 
-  private async run<T>(op: string, key: string | undefined, signal: AbortSignal | undefined, fn: () => Promise<T>, onRetried?: () => void): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await fn();
-      } catch (err) {
-        // Anything but a CairnError is a bug, not an outage: let it through untouched.
-        if (!(err instanceof CairnError)) throw err;
-        await this.backoff(op, key, signal, attempt, err);
-        onRetried?.();
-      }
-    }
+  private run<T>(op: string, key: string | undefined, signal: AbortSignal | undefined, fn: (attempt: number) => Promise<T>): Promise<T> {
+    return retryRequest(this.options, this.options, { op, key, signal }, fn);
   }
-
-  /** Throws `error` when it is final; otherwise sleeps the backoff for `attempt`. */
-  private async backoff(op: string, key: string | undefined, signal: AbortSignal | undefined, attempt: number, error: CairnError): Promise<void> {
-    if (!error.retryable || attempt >= this.options.attempts || signal?.aborted) throw error;
-    const cap = Math.min(this.options.maxDelayMs, this.options.baseDelayMs * 2 ** (attempt - 1));
-    const delayMs = Math.random() * cap;
-    this.options.onRetry?.({ op, key, attempt, delayMs, error });
-    try {
-      await sleep(delayMs, undefined, signal ? { signal } : {});
-    } catch {
-      throw new CairnError('ABORTED', `${op} ${key ?? ''}: aborted while waiting to retry`, { cause: error });
-    }
-  }
-
-  private async resolveOwnWrite(key: string, body: Buffer | string): Promise<{ etag: string } | undefined> {
-    try {
-      const current = await this.inner.get(key);
-      const wanted = typeof body === 'string' ? Buffer.from(body) : body;
-      return current.body.equals(wanted) ? { etag: current.etag } : undefined;
-    } catch {
-      return undefined;
-    }
-  }
-}
-
-/**
- * onBytes promises deltas of bytes moved; a retried transfer must not count the bytes of
- * the failed attempt twice, so each attempt reports only what goes beyond the best so far.
- */
-function dedupeProgress(options: TransferProgress | undefined): { forAttempt: () => TransferProgress | undefined } {
-  const onBytes = options?.onBytes;
-  if (!onBytes) return { forAttempt: () => options };
-  let reported = 0;
-  return {
-    forAttempt: () => {
-      let moved = 0;
-      return {
-        ...options,
-        onBytes: (delta: number) => {
-          moved += delta;
-          if (moved > reported) {
-            onBytes(moved - reported);
-            reported = moved;
-          }
-        },
-      };
-    },
-  };
 }

@@ -2,17 +2,21 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { STORE_DEFAULTS } from '../core/config.js';
 import type { S3ObjectStoreOptions } from './s3-options.js';
 
 export function buildClient(o: S3ObjectStoreOptions): S3Client {
   const agent = { keepAlive: true, maxSockets: o.maxSockets ?? 64 };
+  const requestTimeoutMs = o.requestTimeoutMs ?? STORE_DEFAULTS.requestTimeoutMs;
   return new S3Client({
     region: o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
     ...(o.endpoint ? { endpoint: o.endpoint } : {}),
     // Path style is what MinIO and most S3-compatible servers expect behind a custom endpoint.
     forcePathStyle: o.forcePathStyle ?? Boolean(o.endpoint),
     ...(o.credentials ? { credentials: o.credentials } : {}),
-    maxAttempts: o.maxAttempts ?? 3,
+    // The SDK never retries: S3ObjectStore retries each request itself (one layer, one
+    // backoff formula, one attempt count). SDK retries underneath would multiply with it.
+    maxAttempts: 1,
     // Integrity is checked end to end with sha256 by the snapshot layer; per-request CRCs
     // cost CPU on the restore path and trip up some S3-compatible servers.
     requestChecksumCalculation: 'WHEN_REQUIRED',
@@ -20,8 +24,18 @@ export function buildClient(o: S3ObjectStoreOptions): S3Client {
     requestHandler: new NodeHttpHandler({
       httpAgent: new HttpAgent(agent),
       httpsAgent: new HttpsAgent(agent),
-      connectionTimeout: o.connectionTimeoutMs ?? 10_000,
-      socketTimeout: o.socketTimeoutMs ?? 120_000,
+      connectionTimeout: o.connectTimeoutMs ?? STORE_DEFAULTS.connectTimeoutMs,
+      // requestTimeoutMs bounds the wait for an answer twice over, so a server that accepts
+      // the connection and then says nothing fails the attempt (TimeoutError, mapped to
+      // STORE_UNAVAILABLE) instead of hanging it:
+      // - no response headers that long after the request started (Smithy's requestTimeout,
+      //   which only throws with throwOnRequestTimeout). Uploads of file bodies opt out per
+      //   request (S3ObjectStore's UPLOAD_BODY): that clock would count the upload itself;
+      // - the socket silent that long, whether sending, waiting or receiving a body (Smithy's
+      //   socketTimeout; Smithy arms it ~3 s after the request starts when it is >= 6 s).
+      requestTimeout: requestTimeoutMs,
+      throwOnRequestTimeout: true,
+      socketTimeout: requestTimeoutMs,
     }),
   });
 }

@@ -1,4 +1,4 @@
-import { CairnError } from '../core/errors.js';
+import { CairnError, isDiskFull } from '../core/errors.js';
 
 /**
  * S3 (and S3-compatible) failures into Cairn's closed list of codes. Retryability is the
@@ -69,6 +69,8 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): CairnError {
   const make = (c: ConstructorParameters<typeof CairnError>[0]) => new CairnError(c, message, { cause: err, details });
 
   if (ctx.signal?.aborted) return new CairnError('ABORTED', `${where}: aborted`, { cause: err, details });
+  // A download writing into a full local disk: not the store's fault, and no retry helps.
+  if (status === undefined && isDiskFull(err)) return make('DISK_FULL');
   if (status === 412 || name === 'PreconditionFailed' || code === 'PreconditionFailed') return make('CONDITION_FAILED');
   if (name === 'ConditionalRequestConflict' || code === 'ConditionalRequestConflict') return make('CONDITION_FAILED');
   if (name === 'NoSuchBucket' || code === 'NoSuchBucket') return make('STORE_FAILED');

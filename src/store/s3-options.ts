@@ -1,6 +1,8 @@
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+import type { BackoffPolicy } from '../core/backoff.js';
 import type { StoreConfig } from '../core/config.js';
 import { CairnError } from '../core/errors.js';
+import type { RetryHooks } from './request-retry.js';
 import type { StoreCapabilities } from './types.js';
 
 /**
@@ -8,8 +10,10 @@ import type { StoreCapabilities } from './types.js';
  * S3 store's options (and a lazy store around them) costs nothing until the first request.
  */
 
-/** Tuning for S3ObjectStore; StoreConfig supplies the first block, the rest are expert knobs. */
-
+/**
+ * Tuning for S3ObjectStore. s3OptionsFromConfig fills what StoreConfig holds (location, part
+ * sizes, timeouts, attempts; their defaults live in STORE_DEFAULTS); the rest are expert knobs.
+ */
 export interface S3ObjectStoreOptions {
   bucket: string;
   /** Key prefix inside the bucket, without leading or trailing '/'; '' for none. */
@@ -34,11 +38,20 @@ export interface S3ObjectStoreOptions {
   uploadBufferBytes?: number;
   /** HTTP sockets per client. Default 64. */
   maxSockets?: number;
-  /** Attempts per request inside the SDK (throttling, 5xx). Default 3; 1 leaves retries to withRetry. */
+  /**
+   * Attempts per request, the first included (StoreConfig.maxAttempts). This backend is the
+   * one retry layer for its requests: each HTTP request (each part of a multipart transfer
+   * on its own) is retried here, and the SDK never retries.
+   */
   maxAttempts?: number;
-  connectionTimeoutMs?: number;
-  /** A socket idle this long is a failed request. Default 120 s. */
-  socketTimeoutMs?: number;
+  /** Time allowed to open a TCP (and TLS) connection (StoreConfig.connectTimeoutMs). */
+  connectTimeoutMs?: number;
+  /** A request whose socket stays silent this long fails (StoreConfig.requestTimeoutMs). */
+  requestTimeoutMs?: number;
+  /** The backoff between attempts. Default STORE_BACKOFF; tests shorten it. */
+  backoff?: BackoffPolicy;
+  /** Reports on retries and attempts per request (createStore feeds the metrics from here). */
+  hooks?: RetryHooks;
   /** Explicit credentials; default is the SDK's standard chain (environment, profile, ...). */
   credentials?: S3ClientConfig['credentials'];
   /** Use this client instead of building one (it is not destroyed by close()). */
@@ -52,13 +65,15 @@ export function s3OptionsFromConfig(config: StoreConfig): S3ObjectStoreOptions {
     prefix: config.prefix ?? '',
     multipartThresholdBytes: config.multipartThresholdBytes,
     partSizeBytes: config.partSizeBytes,
+    connectTimeoutMs: config.connectTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    maxAttempts: config.maxAttempts,
     ...(config.endpoint ? { endpoint: config.endpoint } : {}),
     ...(config.region ? { region: config.region } : {}),
     ...(config.forcePathStyle !== undefined ? { forcePathStyle: config.forcePathStyle } : {}),
     ...(config.storageClass ? { storageClass: config.storageClass } : {}),
   };
 }
-
 
 /** One definition for the eager backend and the lazy wrapper, which must agree before loading. */
 export function s3Capabilities(options: Pick<S3ObjectStoreOptions, 'maxSingleCopyBytes'>): StoreCapabilities {

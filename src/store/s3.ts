@@ -17,12 +17,14 @@ import {
   type StorageClass,
 } from '@aws-sdk/client-s3';
 import PQueue from 'p-queue';
+import { STORE_DEFAULTS } from '../core/config.js';
 import { CairnError, isCairnError } from '../core/errors.js';
 import { checkPutOptions, throwIfAborted, unquoteEtag, validateFolderPrefix, validateKey, validatePrefix, validateRange } from './keys.js';
 import { mapS3Error, type S3ErrorContext } from './s3-errors.js';
 import { buildClient } from './s3-client.js';
 import { s3Capabilities, s3Url, type S3ObjectStoreOptions } from './s3-options.js';
-import { ByteBudget, localSize, partRanges, readExactly, runAllOrAbort, withPartRetry, writeAt, writeWhole, type Range } from './transfer.js';
+import { progressAcrossAttempts, resolveOwnWrite, retryRequest, STORE_BACKOFF, type RetryHooks, type RetryPolicy } from './request-retry.js';
+import { ByteBudget, localSize, partRanges, readExactly, runAllOrAbort, writeAt, writeWhole, type Range } from './transfer.js';
 import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
 
 export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3-client.js';
@@ -30,9 +32,24 @@ export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3-client.js';
 const MiB = 1024 * 1024;
 
 /**
+ * Send options for requests that carry a file's bytes (PutObject from uploadFile, UploadPart):
+ * no deadline for the response headers, which would count the upload time of a large body on
+ * a slow link. The socket inactivity timeout (requestTimeoutMs) still fails a silent server.
+ */
+const UPLOAD_BODY = { requestTimeout: 0 } as const;
+
+/**
  * The S3 backend. Bulk paths are where the time goes (checkpoint upload, restore), so
  * files move in parallel parts over a shared, bounded request queue, and downloads write
  * each ranged GET straight to its offset in the target file (no reassembly in memory).
+ *
+ * It is the one retry layer for its requests (see request-retry.ts): every HTTP request
+ * goes through `call`, which retries it alone — a part that fails costs that part, a list
+ * page that fails is asked again with the same continuation token — with
+ * `maxAttempts` attempts and the store backoff. The SDK makes one attempt per call, and no
+ * wrapper above retries S3 operations again. Each attempt is bounded by the client's
+ * connect and response timeouts (s3-client.ts), so a request against a server that never
+ * answers ends after about maxAttempts × requestTimeoutMs plus a few seconds of backoff.
  */
 export class S3ObjectStore implements ObjectStore {
   readonly capabilities: StoreCapabilities;
@@ -48,6 +65,8 @@ export class S3ObjectStore implements ObjectStore {
   private readonly partSize: number;
   private readonly downloadPartSize: number;
   private readonly copyPartSize: number;
+  private readonly policy: RetryPolicy;
+  private readonly hooks: RetryHooks;
 
   constructor(options: S3ObjectStoreOptions) {
     this.bucket = options.bucket;
@@ -55,11 +74,13 @@ export class S3ObjectStore implements ObjectStore {
     if (this.prefix) validateKey(this.prefix);
     this.url = s3Url(options);
     this.storageClass = options.storageClass as StorageClass | undefined;
-    this.threshold = options.multipartThresholdBytes ?? 64 * MiB;
-    this.partSize = Math.max(5 * MiB, options.partSizeBytes ?? 16 * MiB);
+    this.threshold = options.multipartThresholdBytes ?? STORE_DEFAULTS.multipartThresholdBytes;
+    this.partSize = Math.max(5 * MiB, options.partSizeBytes ?? STORE_DEFAULTS.partSizeBytes);
     this.downloadPartSize = Math.max(MiB, options.downloadPartSizeBytes ?? 16 * MiB);
     this.copyPartSize = Math.max(5 * MiB, options.copyPartSizeBytes ?? 512 * MiB);
     this.capabilities = s3Capabilities(options);
+    this.policy = { attempts: options.maxAttempts ?? STORE_DEFAULTS.maxAttempts, ...(options.backoff ?? STORE_BACKOFF) };
+    this.hooks = options.hooks ?? {};
     this.queue = new PQueue({ concurrency: options.concurrency ?? 32 });
     this.uploadBudget = new ByteBudget(options.uploadBufferBytes ?? 512 * MiB);
     this.ownsClient = !options.client;
@@ -97,7 +118,9 @@ export class S3ObjectStore implements ObjectStore {
     checkPutOptions(options);
     const data = typeof body === 'string' ? Buffer.from(body) : body;
     const conditional = options?.ifMatch !== undefined || options?.ifNoneMatch !== undefined;
-    return this.call({ op: 'put', key, conditional }, async () => {
+    let attempts = 0;
+    const sent = this.call({ op: 'put', key, conditional }, async (n) => {
+      attempts = n;
       const res = await this.client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
@@ -112,6 +135,17 @@ export class S3ObjectStore implements ObjectStore {
       );
       return { etag: unquoteEtag(res.ETag) };
     });
+    if (!conditional) return sent;
+    try {
+      return await sent;
+    } catch (err) {
+      // An earlier attempt may have landed and made this one lose; see resolveOwnWrite.
+      if (attempts > 1 && isCairnError(err, 'CONDITION_FAILED')) {
+        const mine = await resolveOwnWrite(() => this.get(key), data);
+        if (mine) return mine;
+      }
+      throw err;
+    }
   }
 
   async uploadFile(key: string, path: string, options?: TransferProgress): Promise<{ etag: string; size: number }> {
@@ -124,14 +158,14 @@ export class S3ObjectStore implements ObjectStore {
     });
     try {
       if (size < this.threshold) {
-        // Whole small files go as one buffered PutObject: the SDK can resend a buffer on its
-        // own retries, which it cannot do with a half-consumed stream.
+        // Whole small files go as one buffered PutObject: every attempt resends the buffer,
+        // which a half-consumed stream could not do.
         const etag = await this.uploadBudget.with(size, async () => {
           const body = await readExactly(fh, { start: 0, end: size }, path);
           return this.call({ op: 'uploadFile', key, ...(signal ? { signal } : {}) }, async () => {
             const res = await this.client.send(
               new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: size, ...this.classParam() }),
-              signal ? { abortSignal: signal } : {},
+              { ...UPLOAD_BODY, ...(signal ? { abortSignal: signal } : {}) },
             );
             return unquoteEtag(res.ETag);
           });
@@ -188,7 +222,7 @@ export class S3ObjectStore implements ObjectStore {
       return { etag: unquoteEtag(res.CopyObjectResult?.ETag) };
     }
     const partSize = Math.max(this.copyPartSize, Math.ceil(size / 10_000));
-    const etag = await this.multipart(to, target, partRanges(size, partSize), undefined, async (UploadId, PartNumber, range, signal) => {
+    const etag = await this.multipart('copy', to, target, partRanges(size, partSize), undefined, async (UploadId, PartNumber, range, signal) => {
       const res = await this.client.send(
         new UploadPartCopyCommand({
           Bucket: this.bucket,
@@ -277,19 +311,20 @@ export class S3ObjectStore implements ObjectStore {
     let restError: unknown;
     const startRest = (total: number, etag: string | undefined) => {
       if (rest || total <= partSize) return;
-      rest = runAllOrAbort(signal, partRanges(total, partSize).slice(1), (range, s) =>
-        this.queue.add(() =>
-          withPartRetry(s, async (report, s2) => {
+      rest = runAllOrAbort(signal, partRanges(total, partSize).slice(1), (range, s) => {
+        const report = progressAcrossAttempts(options?.onBytes);
+        return this.queue.add(() =>
+          this.call({ op: 'downloadFile', key, signal: s }, async () => {
             const res = await this.client.send(
               // If-Match: a part of a different object version must not be stitched in.
               new GetObjectCommand({ Bucket: this.bucket, Key, Range: `bytes=${range.start}-${range.end - 1}`, ...(etag ? { IfMatch: etag } : {}) }),
-              { abortSignal: s2 },
+              { abortSignal: s },
             );
-            const written = await writeAt(fh, res.Body as Readable | undefined, range.start, report);
+            const written = await writeAt(fh, res.Body as Readable | undefined, range.start, report());
             if (written !== range.end - range.start) throw truncated(key, range.end - range.start, written);
-          }, options?.onBytes),
-        ),
-      ).then(
+          }),
+        );
+      }).then(
         () => undefined,
         (err: unknown) => {
           restError = err;
@@ -297,16 +332,18 @@ export class S3ObjectStore implements ObjectStore {
         },
       );
     };
+    const firstReport = progressAcrossAttempts(options?.onBytes);
     try {
       const total = await this.queue.add(() =>
-        withPartRetry(signal, async (report, s) => {
+        this.call({ op: 'downloadFile', key, signal }, async () => {
+          const report = firstReport();
           let res;
           try {
-            res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range: `bytes=0-${partSize - 1}` }), { abortSignal: s });
+            res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range: `bytes=0-${partSize - 1}` }), { abortSignal: signal });
           } catch (err) {
             // An empty object has no byte 0: S3 answers 416. Fetch it plainly instead.
             if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 416) throw err;
-            res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: s });
+            res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal });
           }
           const size = totalSize(res.ContentRange, res.ContentLength);
           startRest(size, res.ETag);
@@ -325,7 +362,7 @@ export class S3ObjectStore implements ObjectStore {
           const expected = res.ContentRange ? Math.min(size, partSize) : size;
           if (written !== expected) throw truncated(key, expected, written);
           return size;
-        }, options?.onBytes),
+        }),
       );
       await rest;
       if (restError !== undefined) throw restError;
@@ -342,12 +379,12 @@ export class S3ObjectStore implements ObjectStore {
 
   private async multipartUpload(key: string, Key: string, fh: FileHandle, path: string, size: number, options?: TransferProgress): Promise<string> {
     const partSize = Math.max(this.partSize, Math.ceil(size / 10_000 / MiB) * MiB);
-    return this.multipart(key, Key, partRanges(size, partSize), options, async (UploadId, PartNumber, range, signal, report) =>
+    return this.multipart('uploadFile', key, Key, partRanges(size, partSize), options, async (UploadId, PartNumber, range, signal, report) =>
       this.uploadBudget.with(range.end - range.start, async () => {
         const Body = await readExactly(fh, range, path);
         const res = await this.client.send(
           new UploadPartCommand({ Bucket: this.bucket, Key, UploadId, PartNumber, Body, ContentLength: Body.length }),
-          { abortSignal: signal },
+          { ...UPLOAD_BODY, abortSignal: signal },
         );
         report(Body.length);
         return res.ETag;
@@ -357,6 +394,7 @@ export class S3ObjectStore implements ObjectStore {
 
   /** Create, run every part through the queue, complete; abort the upload on any failure. */
   private async multipart(
+    op: 'uploadFile' | 'copy',
     key: string,
     Key: string,
     ranges: Range[],
@@ -364,35 +402,34 @@ export class S3ObjectStore implements ObjectStore {
     part: (uploadId: string, partNumber: number, range: Range, signal: AbortSignal, report: (n: number) => void) => Promise<string | undefined>,
   ): Promise<string> {
     const signal = options?.signal;
-    const ctx: S3ErrorContext = { op: 'multipart', key, ...(signal ? { signal } : {}) };
+    const ctx: S3ErrorContext = { op, key, ...(signal ? { signal } : {}) };
     const created = await this.call(ctx, () =>
       this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key, ...this.classParam() }), signal ? { abortSignal: signal } : {}),
     );
     const UploadId = created.UploadId;
     if (!UploadId) throw new CairnError('STORE_FAILED', `multipart ${key}: no UploadId returned`);
     try {
-      const etags = await runAllOrAbort(signal, ranges, (range, s, i) =>
-        this.queue.add(() => withPartRetry(s, (report, s2) => part(UploadId, i + 1, range, s2, report), options?.onBytes)),
-      );
+      // Each part is a request of its own, retried alone; its progress counts once.
+      const etags = await runAllOrAbort(signal, ranges, (range, s, i) => {
+        const report = progressAcrossAttempts(options?.onBytes);
+        return this.queue.add(() => this.call({ op, key, signal: s }, () => part(UploadId, i + 1, range, s, report())));
+      });
       const Parts = etags.map((ETag, i) => ({ PartNumber: i + 1, ETag }));
-      const done = await this.client.send(
-        new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId, MultipartUpload: { Parts } }),
-        signal ? { abortSignal: signal } : {},
+      const done = await this.call(ctx, () =>
+        this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId, MultipartUpload: { Parts } }), signal ? { abortSignal: signal } : {}),
       );
       return unquoteEtag(done.ETag);
     } catch (err) {
-      // Best effort: an abandoned upload only costs storage until a lifecycle rule clears it.
+      // Best effort, one attempt (bounded by the client's timeouts): an abandoned upload
+      // only costs storage until a lifecycle rule clears it.
       await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId })).catch(() => undefined);
       throw mapS3Error(err, ctx);
     }
   }
 
-  private async call<T>(ctx: S3ErrorContext, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      throw mapS3Error(err, ctx);
-    }
+  /** One request, retried alone (the only retry layer for it); failures as CairnErrors. */
+  private call<T>(ctx: S3ErrorContext, fn: (attempt: number) => Promise<T>): Promise<T> {
+    return retryRequest(this.policy, this.hooks, ctx, fn, (err) => mapS3Error(err, ctx));
   }
 
   private classParam(): { StorageClass?: StorageClass } {

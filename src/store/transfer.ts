@@ -2,9 +2,7 @@ import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { stat, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CairnError } from '../core/errors.js';
-import { mapS3Error } from './s3-errors.js';
 
 /** A byte range, start inclusive, end exclusive. */
 export interface Range {
@@ -90,38 +88,6 @@ export async function runAllOrAbort<T, R>(
   );
   if (failed) throw firstError;
   return settled.map((s) => (s as PromiseFulfilledResult<R>).value);
-}
-
-/**
- * Retries one part of a transfer a few times on retryable failures (a reset in the middle
- * of a 16 MiB body should cost that part, not the whole file). Progress is reported once:
- * a retried part reports only bytes beyond what its earlier attempts already reported.
- */
-export async function withPartRetry<R>(
-  signal: AbortSignal | undefined,
-  fn: (report: (n: number) => void, signal: AbortSignal) => Promise<R>,
-  onBytes?: (delta: number) => void,
-  attempts = 3,
-): Promise<R> {
-  const never = new AbortController().signal;
-  let reported = 0;
-  for (let attempt = 1; ; attempt++) {
-    if (signal?.aborted) throw new CairnError('ABORTED', 'transfer aborted', { cause: signal.reason });
-    let moved = 0;
-    const report = (n: number) => {
-      moved += n;
-      if (moved > reported) {
-        onBytes?.(moved - reported);
-        reported = moved;
-      }
-    };
-    try {
-      return await fn(report, signal ?? never);
-    } catch (err) {
-      if (signal?.aborted || attempt >= attempts || !mapS3Error(err, { op: 'part' }).retryable) throw err;
-      await sleep(Math.random() * 100 * 2 ** attempt);
-    }
-  }
 }
 
 export async function localSize(path: string): Promise<number> {

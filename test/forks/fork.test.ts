@@ -140,6 +140,39 @@ describe.each(BACKENDS)('forks on $name', (backend) => {
     expect(isCairnError(beyond, 'BAD_INPUT')).toBe(true);
   });
 
+  it('a point in time below every retained snapshot forks the empty state, which catches up from LSN 0', async () => {
+    const dir = tempDir('cairn-fork-origin-');
+    const { cairn } = cairnOn(backend, dir, 'fork-origin');
+    const events = bankEvents(2000, 5);
+    await cairn.log.append('p0', events);
+    const p0 = cairn.processor('p0', bank, { everyRecords: 0 });
+    await p0.run({ untilLsn: 1499, checkpointOnExit: true });
+    await p0.close();
+    // The only snapshot is at 1499: nothing at or below 700, but the log holds LSN 0 onwards.
+    const created = await cairn.forks.create('p0@lsn:700', 'genesis');
+    expect(created).toMatchObject({ fork: 'genesis', snapshotId: null, lsn: -1, targetLsn: 700, sharedBytes: 0 });
+    expect(created.requests).toBeLessThanOrEqual(5);
+    expect((await cairn.forks.list()).find((f) => f.fork === 'genesis')).toMatchObject({ latest: null, targetLsn: 700, status: 'ok' });
+    const again = await cairn.forks.create('p0@lsn:700', 'genesis').catch((e: unknown) => e);
+    expect(isCairnError(again, 'BAD_INPUT')).toBe(true);
+
+    const r = await cairn.forks.replay('genesis', bank, { toLsn: 700 });
+    expect(r).toMatchObject({ caughtUpTo: 700, appliedLsn: 700 });
+    expect((await readState(cairn.stateDirOf('genesis'))).entries).toEqual(bankModel(events, 700));
+    // Caught up once and checkpointed there, with the lineage: it is a fork like any other now.
+    const meta = await cairn.snapshots.metadata('genesis');
+    expect(meta).toMatchObject({ lsn: 700, fork: { log: 'p0' } });
+    expect((await cairn.forks.list()).find((f) => f.fork === 'genesis')).toMatchObject({ latest: { lsn: 700 }, parent: { partition: 'p0', snapshotId: null } });
+    await cairn.forks.drop('genesis');
+    expect((await cairn.forks.list()).find((f) => f.fork === 'genesis')).toBeUndefined();
+
+    // Once the log no longer holds LSN 0, the empty state is out of reach: NO_SNAPSHOT, nothing written.
+    await cairn.log.trim('p0', 100);
+    const gone = await cairn.forks.create('p0@lsn:700', 'late').catch((e: unknown) => e);
+    expect(isCairnError(gone, 'NO_SNAPSHOT')).toBe(true);
+    expect((await cairn.forks.list()).find((f) => f.fork === 'late')).toBeUndefined();
+  });
+
   it('diff of a bank run and a fees-v2 replay reports exactly the accounts whose values differ', async () => {
     const { cairn, events, p0 } = await parentWithSnapshot(backend, 'fork-diff', 4000, 17, 1999);
     const forkPoint = (await cairn.snapshots.metadata('p0')).snapshotId;

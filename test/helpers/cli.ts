@@ -48,3 +48,49 @@ export function jsonOf(r: CliResult): any {
 export function tempDir(prefix = 'cairn-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
+
+export interface BackgroundCli {
+  child: ChildProcess;
+  /** The worker's Prometheus endpoint (it runs with --metrics-port 0). */
+  metricsUrl: string;
+  /** Resolves once the worker reports `lsn` applied for `partition` (cairn_applied_lsn). */
+  waitForApplied(partition: string, lsn: number, timeoutMs?: number): Promise<void>;
+  /** Sends `signal` and resolves with how the process ended and everything it printed. */
+  stop(signal?: NodeJS.Signals): Promise<CliResult>;
+}
+
+/**
+ * `cairn run ARGS --metrics-port 0` in the background, resolved once it serves metrics:
+ * tests that act on a running worker wait on what it reports, not on a guess of its speed.
+ */
+export async function startCliWorker(args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<BackgroundCli> {
+  const child = spawnCli([...args, '--metrics-port', '0'], { cwd: options.cwd, env: { CAIRN_LOG_LEVEL: 'info', ...options.env } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  const closed = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const metricsUrl = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      const m = /"url":"(http:\/\/127\.0\.0\.1:\d+\/metrics)"/.exec(stderr);
+      if (m) resolve(m[1]!);
+    });
+    void closed.then(() => reject(new Error(`worker exited before serving metrics: ${stderr}`)));
+  });
+  return {
+    child,
+    metricsUrl,
+    async waitForApplied(partition, lsn, timeoutMs = 60_000) {
+      const pattern = new RegExp(`cairn_applied_lsn\\{partition="${partition}"\\} (\\d+)`);
+      for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+        const m = pattern.exec(await (await fetch(metricsUrl)).text());
+        if (m && Number(m[1]) >= lsn) return;
+      }
+      throw new Error(`worker did not reach LSN ${lsn} of ${partition} within ${timeoutMs} ms: ${stderr}`);
+    },
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return closed;
+    },
+  };
+}

@@ -17,7 +17,7 @@
  */
 import { createInterface } from 'node:readline';
 import { CairnError } from '../../src/core/errors.js';
-import { publishPointer } from '../../src/snapshots/pointer.js';
+import { publishPointer } from '../../src/snapshots/pointer-update.js';
 import { SnapshotRepository } from '../../src/snapshots/repository.js';
 import type { RetainedEntry } from '../../src/snapshots/schemas.js';
 import type { Capture, CapturedFile } from '../../src/state/types.js';

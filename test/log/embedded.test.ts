@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -135,10 +136,24 @@ describe('EmbeddedLog', () => {
     const dir = await tempDir();
     const a = new EmbeddedLog({ dir });
     const b = new EmbeddedLog({ dir });
-    await a.info('p0');
+    await a.append('p0', [{ key: 'a', value: 1 }]);
     await expect(b.info('p0')).rejects.toMatchObject({ code: 'LOG_BUSY' });
     await a.close();
     await b.close();
+  });
+
+  it('info and trim of a partition never appended to answer empty and create nothing', async () => {
+    const root = await tempDir();
+    const dir = join(root, 'log');
+    const log = new EmbeddedLog({ dir });
+    expect(await log.info('nope')).toEqual({ start: 0, end: 0 });
+    expect(await log.trim('nope', 10)).toEqual({ start: 0, end: 0 });
+    expect(existsSync(dir)).toBe(false);
+    await log.append('p0', [{ key: 'a', value: 1 }]);
+    expect(await log.info('nope')).toEqual({ start: 0, end: 0 });
+    expect(readdirSync(dir)).toEqual(['p0']);
+    expect(await log.partitions()).toEqual(['p0']);
+    await log.close();
   });
 
   it('removes trimmed records from disk', async () => {

@@ -151,6 +151,49 @@ describe('a log that is briefly unavailable', () => {
     expect([...state.entries.keys()].filter((k) => k.startsWith('seen/'))).toHaveLength(50);
   });
 
+  it('a batch run (stop-at-end, until-lsn) gives up after unavailableTimeoutMs with LOG_UNAVAILABLE; a long-running one waits on', async () => {
+    for (const run of [{ stopAtEnd: true }, { untilLsn: 40 }] as const) {
+      for (const when of ['before open', 'while running'] as const) {
+        const { cairn, log, lines } = await setup([]);
+        const p = cairn.processor('p0', counting, { unavailableTimeoutMs: 1500 });
+        if (when === 'while running') await p.run({ untilLsn: 9 });
+        log.outageCalls = 1_000_000;
+        const started = Date.now();
+        const err = await p.run(run).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        const took = Date.now() - started;
+        await p.close();
+        const label = `${JSON.stringify(run)} ${when}`;
+        expect(err, label).toBeInstanceOf(CairnError);
+        expect(err, label).toMatchObject({ code: 'LOG_UNAVAILABLE', details: { partition: 'p0', unavailableTimeoutMs: 1500 } });
+        expect((err as CairnError).details!.downForMs, label).toBeGreaterThanOrEqual(1500);
+        expect(took, label).toBeGreaterThanOrEqual(1400);
+        expect(took, label).toBeLessThan(5000);
+        expect(lines.filter((l) => l.includes('log unavailable; waiting')).length, label).toBeGreaterThan(0);
+      }
+    }
+
+    // No stop-at-end, no until-lsn: a worker waits however long the log is away.
+    const { cairn, log } = await setup([]);
+    const p = cairn.processor('p0', counting, { unavailableTimeoutMs: 300 });
+    log.outageCalls = 1_000_000;
+    const controller = new AbortController();
+    const running = p.run({ signal: controller.signal });
+    // Five times its unavailableTimeoutMs, then the log comes back.
+    await new Promise((r) => setTimeout(r, 1500));
+    const failed = log.failedCalls;
+    expect(failed).toBeGreaterThan(1);
+    log.outageCalls = 0;
+    const deadline = Date.now() + 15_000;
+    while (p.appliedLsn < 49 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    controller.abort();
+    expect(await running).toMatchObject({ appliedLsn: 49, recordsApplied: 50, stoppedBy: 'signal' });
+    await p.close();
+    expect(log.failedCalls).toBe(failed);
+  });
+
   it('stops promptly on a signal while waiting, before and after the state opened', async () => {
     for (const when of ['before open', 'while running'] as const) {
       const { cairn, log } = await setup([]);

@@ -10,6 +10,7 @@ import type { AppendRecord } from '../../src/log/types.js';
 import { Cairn } from '../../src/runtime/cairn.js';
 import type { Processor } from '../../src/runtime/processor-module.js';
 import type { Capture } from '../../src/state/types.js';
+import { readLatest } from '../../src/snapshots/pointer.js';
 import { createStore } from '../../src/store/index.js';
 import bank from '../../examples/bank/processor.js';
 import { bankModel } from '../helpers/bank-model.js';
@@ -374,6 +375,72 @@ describe('snapshots', () => {
     for (let i = 1; i < captured.length; i++) expect(captured[i]! - captured[i - 1]!).toBeGreaterThanOrEqual(100);
     expect(summary.snapshots.map((s) => s.metadata.lsn)).toEqual(captured);
     expect((await r.state()).entries).toEqual(bankModel(events));
+  });
+});
+
+describe('the snapshot policy (everyRecords)', () => {
+  it('a burst that ends while a snapshot uploads is covered once it settles: the newest snapshot ends less than everyRecords behind', async () => {
+    const r = rig({ runtime: { batchSize: 100, onBadRecord: 'stop' } });
+    await r.log.append('p0', bankEvents(5000, 12));
+    const { cairn, faulty } = r.cairn({ faulty: true });
+    const repo = cairn.snapshots;
+    const original = repo.checkpoint.bind(repo);
+    let inFlight = 0;
+    const captured: number[] = [];
+    repo.checkpoint = (capture: Capture, options) => {
+      inFlight++;
+      captured.push(capture.lsn);
+      return original(capture, options).finally(() => inFlight--);
+    };
+    // The first upload is held until the whole burst is applied.
+    const gate = faulty!.gate('uploadFile');
+    const p = cairn.processor('p0', bank, { everyRecords: 1000 });
+    const stop = new AbortController();
+    const running = p.run({ signal: stop.signal });
+    try {
+      await gate.arrived;
+      expect(captured).toEqual([999]);
+      const deadline = Date.now() + 60_000;
+      while (p.appliedLsn < 4999 && Date.now() < deadline) await sleep(10);
+      expect(p.appliedLsn).toBe(4999);
+      gate.release();
+
+      // Idle: everything applied, and no snapshot in flight for a while (an empty read every 500 ms).
+      let quietSince = Date.now();
+      while (Date.now() - quietSince < 2000 && Date.now() < deadline) {
+        await sleep(20);
+        if (inFlight > 0) quietSince = Date.now();
+      }
+      expect(inFlight).toBe(0);
+      const store = createStore(r.config.store);
+      const latest = await readLatest(store, 'p0');
+      await store.close();
+      expect(latest?.pointer.lsn).toBeGreaterThan(p.appliedLsn - 1000);
+      expect(captured[0]).toBe(999);
+      expect(captured.at(-1)).toBe(4999);
+    } finally {
+      gate.release();
+      stop.abort();
+      await running;
+      await p.close();
+    }
+  });
+
+  it('everyRecords 0 never snapshots by count, however much is applied', async () => {
+    const r = rig({ runtime: { batchSize: 10, onBadRecord: 'stop' } });
+    await r.log.append('p0', bankEvents(300, 13));
+    const { cairn, store } = r.cairn();
+    const p = cairn.processor('p0', bank, { everyRecords: 0 });
+    const stop = new AbortController();
+    const running = p.run({ signal: stop.signal });
+    const deadline = Date.now() + 20_000;
+    while (p.appliedLsn < 299 && Date.now() < deadline) await sleep(10);
+    await sleep(1200); // a few empty reads, each of which asks the policy
+    stop.abort();
+    expect((await running).snapshots).toEqual([]);
+    await p.close();
+    // Fresh state and no snapshot: nothing was ever written to the store.
+    expect(store.requests.filter((q) => !/^(get|head|list)/.test(q))).toEqual([]);
   });
 });
 

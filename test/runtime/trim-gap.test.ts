@@ -169,9 +169,9 @@ describe.each(BACKENDS)('trim gaps on $name', (backend) => {
     expect(a.code, a.stderr).toBe(0);
     expect((await c.latest())?.lsn).toBe(2999);
 
-    // Records no snapshot holds, then a trim past them: nothing covers LSN 501..3499 any more.
+    // Records no snapshot holds, then a (forced) trim past them: nothing covers LSN 501..3499 any more.
     await c.append(500);
-    const trimmed = await c.cli('a', '--json', 'log', 'trim', '--partition', 'p0', '--before', '3500');
+    const trimmed = await c.cli('a', '--json', 'log', 'trim', '--partition', 'p0', '--before', '3500', '--force');
     expect(JSON.parse(trimmed.stdout)).toMatchObject({ start: 3500, end: 3500 });
     await c.append(500);
 
@@ -183,14 +183,15 @@ describe.each(BACKENDS)('trim gaps on $name', (backend) => {
     expect(line).toMatch(/3500/);
     expect(line).toMatch(/2999/);
     expect(line).toMatch(/\[TRIM_GAP\]$/);
-    expect(lag.json).toMatchObject({ error: { code: 'TRIM_GAP', details: { needed: 501, logStart: 3500, snapshotLsn: 2999 } } });
+    // It would bootstrap from the snapshot at 2999 (newer than its state at 500): it needs 3000.
+    expect(lag.json).toMatchObject({ error: { code: 'TRIM_GAP', details: { needed: 3000, logStart: 3500, snapshotLsn: 2999, localLsn: 500 } } });
     expect(hashTree(c.stateDir('lag'))).toEqual(before);
 
     // Node A, which lost nothing but is also behind the trim point now, is refused the same way.
     const aBefore = hashTree(c.stateDir('a'));
     const a2 = await c.run('a', '--stop-at-end');
     expect(a2.code, a2.stderr).toBe(1);
-    expect(a2.json).toMatchObject({ error: { code: 'TRIM_GAP', details: { needed: 3000, logStart: 3500, snapshotLsn: 2999 } } });
+    expect(a2.json).toMatchObject({ error: { code: 'TRIM_GAP', details: { needed: 3000, logStart: 3500, snapshotLsn: 2999, localLsn: 2999 } } });
     expect(hashTree(c.stateDir('a'))).toEqual(aBefore);
     // Nothing was published by the refused runs.
     expect((await c.latest())?.lsn).toBe(2999);
@@ -199,12 +200,12 @@ describe.each(BACKENDS)('trim gaps on $name', (backend) => {
   it('with no snapshot at all, a trimmed log stops a fresh node with TRIM_GAP and creates nothing', async () => {
     const c = cluster(backend, 'trim-gap-none', ['a'], 1000);
     await c.append(1000);
-    const trimmed = await c.cli('a', '--json', 'log', 'trim', '--partition', 'p0', '--before', '500');
+    const trimmed = await c.cli('a', '--json', 'log', 'trim', '--partition', 'p0', '--before', '500', '--force');
     expect(JSON.parse(trimmed.stdout)).toMatchObject({ start: 500, end: 1000 });
 
     const r = await c.run('a', '--stop-at-end');
     expect(r.code, r.stderr).toBe(1);
-    expect(r.json).toMatchObject({ error: { code: 'TRIM_GAP', details: { needed: 0, logStart: 500, snapshotLsn: null } } });
+    expect(r.json).toMatchObject({ error: { code: 'TRIM_GAP', details: { needed: 0, logStart: 500, snapshotLsn: null, localLsn: null } } });
     expect(r.stderr).toMatch(/500.*no snapshot/);
     expect(existsSync(c.stateDir('a')) ? listTree(c.stateDir('a')) : []).toEqual([]);
     expect(await c.storeKeys()).toEqual([]);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createStore, withRetry, type ObjectStore, type RetryInfo } from '../../src/store/index.js';
+import { createStore, type AttemptsInfo, type ObjectStore, type RetryInfo } from '../../src/store/index.js';
 import { S3ObjectStore } from '../../src/store/s3.js';
 import { s3StoreConfig, s3TestConfig, uniqueS3Prefix } from '../helpers/s3.js';
 import { collect, expectCode, runStoreConformance } from './conformance.js';
@@ -107,22 +107,52 @@ describe('S3ObjectStore specifics (MinIO)', () => {
   });
 });
 
-describe('retry wrapper against an unreachable S3 endpoint', () => {
-  it('returns STORE_UNAVAILABLE after the configured attempts', async () => {
-    // Port 1 on loopback: connection refused at once, no waiting on timeouts.
-    const dead = new S3ObjectStore({ bucket: 'cairn-test', endpoint: 'http://127.0.0.1:1', maxAttempts: 1, credentials: { accessKeyId: 'a', secretAccessKey: 'b' } });
+describe('the S3 backend is the one retry layer for its requests (unreachable endpoint)', () => {
+  // Port 1 on loopback: connection refused at once, no waiting on timeouts.
+  const DEAD = 'http://127.0.0.1:1';
+  const fastBackoff = { baseDelayMs: 1, maxDelayMs: 5 };
+
+  it('retries each request maxAttempts times, then fails for good (not retryable), reporting every retry', async () => {
     const retries: RetryInfo[] = [];
-    const store = withRetry(dead, { attempts: 4, baseDelayMs: 1, maxDelayMs: 5, onRetry: (i) => retries.push(i) });
-    expect(store.capabilities).toBe(dead.capabilities);
-    expect(store.url).toBe(dead.url);
-    const err = await store.head('anything').then(() => undefined, (e: unknown) => e);
-    expect(err).toMatchObject({ code: 'STORE_UNAVAILABLE', retryable: true });
+    const settled: AttemptsInfo[] = [];
+    const dead = new S3ObjectStore({
+      bucket: 'cairn-test',
+      endpoint: DEAD,
+      maxAttempts: 4,
+      backoff: fastBackoff,
+      hooks: { onRetry: (i) => retries.push(i), onAttempts: (i) => settled.push(i) },
+      credentials: { accessKeyId: 'a', secretAccessKey: 'b' },
+    });
+    const err = await dead.head('anything').then(() => undefined, (e: unknown) => e);
+    expect(err).toMatchObject({ code: 'STORE_UNAVAILABLE', retryable: false, details: { attempts: 4 } });
     expect(retries.map((r) => r.attempt)).toEqual([1, 2, 3]);
     expect(retries.every((r) => r.op === 'head' && r.delayMs <= 5)).toBe(true);
+    expect(settled).toEqual([{ op: 'head', key: 'anything', attempts: 4, outcome: 'STORE_UNAVAILABLE' }]);
     retries.length = 0;
-    await expectCode(collect(store.list('')), 'STORE_UNAVAILABLE');
+    await expectCode(collect(dead.list('')), 'STORE_UNAVAILABLE');
     expect(retries).toHaveLength(3);
+    await dead.close();
+  });
+
+  it('createStore adds no second retry layer: attempts are the configured ones, counted in the metrics', async () => {
+    const s3 = s3TestConfig();
+    const config = { ...s3StoreConfig(`${FILE_PREFIX}/dead`), endpoint: DEAD, maxAttempts: 3 };
+    const registry = new Registry();
+    const store = createStore(config, { retry: fastBackoff, registry, s3: { credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: 'x' } } });
+    const err = await store.get('k').then(() => undefined, (e: unknown) => e);
+    expect(err).toMatchObject({ code: 'STORE_UNAVAILABLE', retryable: false, details: { attempts: 3 } });
+    expect(store.snapshot().retries).toEqual({ get: 2 });
+    expect(store.snapshot().attempts).toEqual({ get: { requests: 1, attempts: 3 } });
+    expect(store.snapshot().requests.get).toEqual({ STORE_UNAVAILABLE: 1 });
+    const text = await registry.metrics();
+    expect(text).toContain('cairn_store_retries_total{backend="s3",op="get"} 2');
+    expect(text).toContain('cairn_store_request_attempts_sum{backend="s3",op="get"} 3');
+    // retry: false is one attempt.
+    const once = createStore(config, { retry: false, s3: { credentials: { accessKeyId: 'a', secretAccessKey: 'b' } } });
+    expect(await once.head('k').then(() => undefined, (e: unknown) => e)).toMatchObject({ code: 'STORE_UNAVAILABLE', details: { attempts: 1 } });
+    expect(once.snapshot().retries).toEqual({});
     await store.close();
+    await once.close();
   });
 });
 

@@ -1,15 +1,16 @@
 import { STORE_DEFAULTS } from '../../src/core/config.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CairnError } from '../../src/core/errors.js';
-import { createStore, FsObjectStore, withMetrics, withRetry, type ObjectInfo, type ObjectStore, type RetryInfo } from '../../src/store/index.js';
+import { createStore, FsObjectStore, withMetrics, withRetry, type AttemptsInfo, type ObjectInfo, type ObjectStore, type RetryInfo } from '../../src/store/index.js';
 import { collect, expectCode } from './conformance.js';
 
 /**
- * The retry and metrics wrappers on top of the fs store, with failures injected by a thin
+ * The retry wrapper (the one retry layer over backends that do not retry themselves) and the
+ * metrics wrapper on top of the fs store, with failures injected by a thin
  * wrapper (a fault injector over a real store, not a stand-in for one).
  */
 let root: string;
@@ -73,16 +74,42 @@ describe('withRetry', () => {
     expect(seen.every((s) => s.delayMs >= 0 && s.delayMs <= 2)).toBe(true);
   });
 
-  it('gives up after `attempts` and never retries non-retryable errors', async () => {
+  it('gives up after `attempts` with a final (not retryable) error, and never retries non-retryable errors', async () => {
     const seen: RetryInfo[] = [];
-    const store = withRetry(faulty(fs, { head: 10 }), { ...fast, attempts: 3, onRetry: (i) => seen.push(i) });
-    await expectCode(store.head('k'), 'STORE_UNAVAILABLE');
+    const settled: AttemptsInfo[] = [];
+    const store = withRetry(faulty(fs, { head: 10 }), { ...fast, attempts: 3, onRetry: (i) => seen.push(i), onAttempts: (i) => settled.push(i) });
+    const err = await store.head('k').then(() => undefined, (e: unknown) => e);
+    // Nothing above the one retry layer may retry again: the outage is reported as final.
+    expect(err).toMatchObject({ code: 'STORE_UNAVAILABLE', retryable: false, details: { attempts: 3 } });
     expect(seen).toHaveLength(2);
+    expect(settled).toEqual([{ op: 'head', key: 'k', attempts: 3, outcome: 'STORE_UNAVAILABLE' }]);
     seen.length = 0;
+    // One attempt (retry: false in createStore) is final too.
+    const once = withRetry(faulty(fs, { get: 1 }), { ...fast, attempts: 1, onRetry: (i) => seen.push(i) });
+    expect(await once.get('k').then(() => undefined, (e: unknown) => e)).toMatchObject({ code: 'STORE_UNAVAILABLE', retryable: false, details: { attempts: 1 } });
+    expect(seen).toHaveLength(0);
     await expectCode(store.get('missing'), 'NOT_FOUND');
     const { etag } = await store.put('c', '1');
     await store.put('c', '2');
     await expectCode(store.put('c', '3', { ifMatch: etag }), 'CONDITION_FAILED');
+    expect(seen).toHaveLength(0);
+  });
+
+  it('an aborted signal stops the retries with ABORTED', async () => {
+    const file = join(root, 'abort.bin');
+    await writeFile(file, 'x');
+    const controller = new AbortController();
+    const store = withRetry(faulty(fs, { uploadFile: 10 }), { attempts: 4, baseDelayMs: 60_000, maxDelayMs: 60_000, onRetry: () => controller.abort() });
+    const started = Date.now();
+    await expectCode(store.uploadFile('u', file, { signal: controller.signal }), 'ABORTED');
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('retries only store outages: a full disk or a lost condition surfaces at once, unchanged', async () => {
+    const seen: RetryInfo[] = [];
+    const full = new CairnError('DISK_FULL', 'injected full disk');
+    const store = withRetry({ ...faulty(fs, {}), get: () => Promise.reject(full) }, { ...fast, onRetry: (i) => seen.push(i) });
+    expect(await store.get('k').then(() => undefined, (e: unknown) => e)).toBe(full);
     expect(seen).toHaveLength(0);
   });
 
@@ -159,11 +186,23 @@ describe('withMetrics', () => {
     withMetrics(new FsObjectStore({ root }), registry);
   });
 
-  it('createStore wires retries into the metrics', async () => {
-    const store = createStore({ kind: 'fs', url: `file://${root}`, root, ...STORE_DEFAULTS }, { retry: fast });
+  it('createStore wires retries and attempts per request into the metrics', async () => {
+    const registry = new Registry();
+    const store = createStore({ kind: 'fs', url: `file://${root}`, root, ...STORE_DEFAULTS }, { retry: fast, registry });
     await store.put('x', 'y');
     expect(store.snapshot().requests.put).toEqual({ ok: 1 });
     expect(store.snapshot().retries).toEqual({});
+    expect(store.snapshot().attempts.put).toEqual({ requests: 1, attempts: 1 });
+    // A lock held by a live process: each attempt times out (retryably), the one retry layer
+    // retries it, and the metrics show it.
+    const held = createStore({ kind: 'fs', url: `file://${root}`, root, ...STORE_DEFAULTS, maxAttempts: 2 }, { retry: { baseDelayMs: 1, maxDelayMs: 2 }, fs: { lockTimeoutMs: 50 }, registry });
+    await writeFile(fs.lockPathOf('x'), JSON.stringify({ pid: process.pid, host: hostname(), nonce: 'live', t: 0 }));
+    expect(await held.put('x', 'z').then(() => undefined, (e: unknown) => e)).toMatchObject({ code: 'STORE_UNAVAILABLE', retryable: false, details: { attempts: 2 } });
+    expect(held.snapshot().retries).toEqual({ put: 1 });
+    expect(held.snapshot().attempts.put).toEqual({ requests: 1, attempts: 2 });
+    const text = await registry.metrics();
+    expect(text).toContain('cairn_store_retries_total{backend="fs",op="put"} 1');
+    expect(text).toContain('cairn_store_request_attempts_bucket{le="2",backend="fs",op="put"} 2');
     const noRetry = createStore({ kind: 'fs', url: `file://${root}`, root, ...STORE_DEFAULTS }, { retry: false });
     expect((await noRetry.get('x')).body.toString()).toBe('y');
   });

@@ -1,8 +1,10 @@
-import { rm } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { normaliseConfig } from '../../core/config.js';
+import { badInput } from '../../core/errors.js';
+import { parsePositiveInt } from '../../core/names.js';
 import { Cairn } from '../../runtime/cairn.js';
 import { loadProcessor } from '../../runtime/processor-module.js';
 import { PartitionState } from '../../state/partition-state.js';
@@ -22,6 +24,34 @@ async function dumpState(dir: string): Promise<{ lsn: number; entries: string }>
   }
 }
 
+/** Written first into every demo folder: what lets a later demo wipe it. */
+const DEMO_MARKER = 'cairn-demo.json';
+/** What demos wrote before the marker existed, and nothing else (so `npm start` still reruns in an old `.cairn/demo`). */
+const LEGACY_DEMO = new Set(['log', 'store', 'node-a', 'node-b']);
+
+async function isEarlierDemo(dir: string, entries: string[]): Promise<boolean> {
+  const marker = await readFile(join(dir, DEMO_MARKER), 'utf8').then((t) => JSON.parse(t) as { demo?: unknown }, () => undefined);
+  if (marker?.demo === true) return true;
+  const exists = (path: string) => stat(join(dir, path)).then(() => true, () => false);
+  return entries.every((e) => LEGACY_DEMO.has(e)) && (await exists('log/p0/CURRENT')) && (await exists('store/p0/latest.json'));
+}
+
+/**
+ * Empties `dir` for a new demo: a missing or empty folder, or one an earlier demo made.
+ * Anything else may be someone's work: refused, nothing touched.
+ */
+async function prepareDemoDir(dir: string): Promise<void> {
+  const st = await stat(dir).catch(() => undefined);
+  if (st && !st.isDirectory()) throw badInput(`--dir ${dir} is a file, not a folder`);
+  const entries = st ? await readdir(dir) : [];
+  if (entries.length > 0) {
+    if (!(await isEarlierDemo(dir, entries))) throw badInput(`--dir ${dir} is not empty and is not an earlier demo's folder (no ${DEMO_MARKER}); nothing was changed (choose a new or empty folder)`);
+    await rm(dir, { recursive: true, force: true });
+  }
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, DEMO_MARKER), `${JSON.stringify({ demo: true, createdAt: new Date().toISOString() })}\n`);
+}
+
 /**
  * The whole story on the embedded default, in a fresh folder: append, run with snapshots,
  * trim behind the snapshots, append more, bootstrap a fresh node across the trim gap; then
@@ -29,8 +59,8 @@ async function dumpState(dir: string): Promise<{ lsn: number; entries: string }>
  */
 async function demo(ctx: CliContext, opts: { dir: string; records: string }): Promise<void> {
   const dir = resolve(opts.dir);
-  const total = Number(opts.records);
-  await rm(dir, { recursive: true, force: true });
+  const total = parsePositiveInt(opts.records, '--records');
+  await prepareDemoDir(dir);
   const config = normaliseConfig(
     { store: { url: 'file://./store' }, log: { type: 'embedded', dir: './log' }, stateDir: './node-a', node: 'node-a', snapshots: { everyRecords: Math.max(1, Math.floor(total / 4)), retain: 3, concurrency: 8 } },
     dir,
@@ -85,7 +115,8 @@ async function demo(ctx: CliContext, opts: { dir: string; records: string }): Pr
     const replay = await cairn.forks.replay('what-if', feesV2, { toLsn: head.metadata.lsn, checkpointOnExit: true });
     say(`8. replayed LSN ${fork.lsn + 1}..${replay.appliedLsn} of p0's log into the fork under ${feesV2.name}`);
     const diff = await cairn.forks.diff('p0', 'what-if', { samples: 3 });
-    say(`9. diff p0 vs what-if at LSN ${diff.a.lsn}: ${diff.changed} accounts changed, ${diff.added} added, ${diff.removed} removed, ${diff.unchanged} unchanged; e.g. ${diff.samples.map((x) => x.key).join(', ')}`);
+    const at = diff.lsns.same ? `at LSN ${diff.a.lsn}` : `at LSNs ${diff.a.lsn} and ${diff.b.lsn} (different points in the log)`;
+    say(`9. diff p0 vs what-if ${at}: ${diff.changed} accounts changed, ${diff.added} added, ${diff.removed} removed, ${diff.unchanged} unchanged; e.g. ${diff.samples.map((x) => x.key).join(', ')}`);
     const report = {
       dir,
       records: events.length,
@@ -108,7 +139,7 @@ export function registerDemo(program: Command): void {
   program
     .command('demo')
     .description('the whole story on the embedded default: append, run, checkpoint, trim, bootstrap a fresh node, fork, replay, diff')
-    .option('--dir <dir>', 'working folder (wiped first)', '.cairn/demo')
-    .option('--records <n>', 'bank events to append first', '20000')
+    .option('--dir <dir>', "working folder: new, empty, or an earlier demo's (then wiped first)", '.cairn/demo')
+    .option('--records <n>', 'bank events to append first (a positive integer)', '20000')
     .action(action(demo));
 }

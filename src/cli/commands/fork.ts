@@ -24,7 +24,9 @@ export function registerFork(program: Command): void {
         const r = await ctx.cairn.forks.create(opts.from, opts.name);
         ctx.output(r, () =>
           [
-            `forked ${r.parent.partition}@${r.parent.snapshotId} (LSN ${r.lsn}) as ${r.fork}: snapshot ${r.snapshotId}`,
+            r.snapshotId === null
+              ? `forked the empty state of ${r.parent.partition} as ${r.fork} (no snapshot at or below LSN ${r.targetLsn}; the log holds LSN 0 onwards)`
+              : `forked ${r.parent.partition}@${r.parent.snapshotId} (LSN ${r.lsn}) as ${r.fork}: snapshot ${r.snapshotId}`,
             ...(r.targetLsn !== undefined ? [`point in time: catches up to LSN ${r.targetLsn} on first open`] : []),
             `${r.requests} requests, ${r.bytesWritten} bytes written, ${mib(r.sharedBytes)} shared with the parent`,
           ].join('\n'),
@@ -45,7 +47,7 @@ export function registerFork(program: Command): void {
                 .map((f) =>
                   f.status === 'dangling'
                     ? `${f.fork}  DANGLING pin on ${f.pinned} (an interrupted create or drop: cairn fork drop ${f.fork})`
-                    : `${f.fork}  parent ${f.parent!.partition}@${f.parent!.snapshotId} (LSN ${f.parent!.lsn})  at LSN ${f.latest!.lsn}  age ${age(f.ageMs)}  shared ${mib(f.sharedBytes)}  own ${mib(f.ownBytes)}  ${f.pinned ? `pins ${f.pinned}` : 'no pin (owns its files)'}`,
+                    : `${f.fork}  parent ${f.parent!.snapshotId === null ? `${f.parent!.partition} (empty state)` : `${f.parent!.partition}@${f.parent!.snapshotId} (LSN ${f.parent!.lsn})`}  ${f.latest ? `at LSN ${f.latest.lsn}` : `catches up to LSN ${f.targetLsn} on first replay`}  age ${age(f.ageMs)}  shared ${mib(f.sharedBytes)}  own ${mib(f.ownBytes)}  ${f.pinned ? `pins ${f.pinned}` : 'no pin (owns its files)'}`,
                 )
                 .join('\n'),
         );
@@ -103,7 +105,8 @@ export function registerFork(program: Command): void {
         const r = await ctx.cairn.forks.diff(a, b, { samples });
         ctx.output(r, () =>
           [
-            `A ${r.a.partition}@${r.a.snapshotId} (LSN ${r.a.lsn})  B ${r.b.partition}@${r.b.snapshotId} (LSN ${r.b.lsn})`,
+            ...(r.warning ? [`warning: different LSNs: ${r.warning}`] : []),
+            `A ${r.a.partition}@${r.a.snapshotId} (LSN ${r.a.lsn})  B ${r.b.partition}@${r.b.snapshotId} (LSN ${r.b.lsn})${r.lsns.same ? '  same LSN' : ''}`,
             `added ${r.added}, removed ${r.removed}, changed ${r.changed}, unchanged ${r.unchanged}`,
             ...r.samples.map((s) => `  ${s.change === 'added' ? '+' : s.change === 'removed' ? '-' : '~'} ${s.key}: ${JSON.stringify(s.a ?? null)} -> ${JSON.stringify(s.b ?? null)}`),
           ].join('\n'),

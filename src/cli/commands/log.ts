@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { badInput } from '../../core/errors.js';
+import { CairnError, badInput } from '../../core/errors.js';
+import { readArchivedLsn } from '../../coordinator/trim-policy.js';
 import { parseLsn, validatePartition } from '../../core/names.js';
 import { isRecordTimestamp } from '../../log/records.js';
-import type { AppendRecord } from '../../log/types.js';
+import type { AppendRecord, Log, LogInfo } from '../../log/types.js';
 import { action } from '../context.js';
 
 /** Parses JSONL into records, rejecting the whole input on the first bad line. */
@@ -59,27 +60,101 @@ export function registerLog(program: Command): void {
 
   log
     .command('info')
-    .description('first retained LSN (start) and last LSN + 1 (end)')
+    .description('first retained LSN (start) and the next LSN to be written (end)')
     .requiredOption('--partition <p>', 'partition name')
     .action(
       action(async (ctx, opts: { partition: string }) => {
         const partition = validatePartition(opts.partition);
-        const info = await ctx.cairn.log.info(partition);
-        ctx.output({ partition, ...info }, () => `${partition}: start ${info.start}, end ${info.end} (${info.end - info.start} records)`);
+        const source = ctx.cairn.log;
+        // Read-only: answers without creating the partition (embedded.ts info). Kafka says
+        // NOT_FOUND itself for a partition the topic lacks; the embedded log answers an empty
+        // {0, 0} for one never appended to, which for this command is "no such partition".
+        const info = await source.info(partition);
+        if (source.capabilities.name === 'embedded' && info.end === 0 && !(await source.partitions()).includes(partition)) {
+          throw new CairnError('NOT_FOUND', `partition ${partition} does not exist in the log: nothing was ever appended to it`, { details: { partition } });
+        }
+        ctx.output({ partition, ...info }, () => `${partition}: start ${info.start}, end ${info.end} (${describeSpan(source, info)})`);
       }),
     );
 
   log
     .command('trim')
-    .description('delete records with LSN < --before (never moves the start backwards)')
+    .description('delete records with LSN < --before; refused past what the snapshots archive unless --force')
     .requiredOption('--partition <p>', 'partition name')
     .requiredOption('--before <lsn>', 'first LSN to keep')
+    .option('--force', 'trim even records that no retained snapshot covers (nodes behind them cannot bootstrap)')
+    .option('--dry-run', 'show what would be trimmed, and whether it is allowed and why, without trimming')
     .action(
-      action(async (ctx, opts: { partition: string; before: string }) => {
+      action(async (ctx, opts: { partition: string; before: string; force?: boolean; dryRun?: boolean }) => {
         const partition = validatePartition(opts.partition);
         const before = parseLsn(opts.before, '--before');
-        const info = await ctx.cairn.log.trim(partition, before);
-        ctx.output({ partition, ...info }, () => `${partition}: log now starts at ${info.start} (end ${info.end})`);
+        const source = ctx.cairn.log;
+        const info = await source.info(partition);
+        const decision = decideManualTrim(before, info, await readArchivedLsn(ctx.cairn.snapshots, partition));
+        const forced = Boolean(opts.force) && !decision.allowed;
+        const base = { partition, requested: before, archivedLsn: decision.archivedLsn, safeBefore: decision.safeBefore, allowed: decision.allowed, reason: decision.reason };
+        if (opts.dryRun) {
+          const { removes } = decision;
+          const wouldTrim = removes.count > 0 && (decision.allowed || Boolean(opts.force));
+          const verdict = decision.allowed ? 'allowed' : opts.force ? 'refused without --force; with --force it trims anyway' : `refused (at most --before ${decision.safeBefore} is safe)`;
+          const effect = wouldTrim
+            ? `it would remove LSN ${removes.from}..${removes.to} (${removes.count} LSNs); the log would start at ${removes.to + 1}`
+            : removes.count > 0
+              ? `nothing would be trimmed (it would remove LSN ${removes.from}..${removes.to})`
+              : 'nothing would be trimmed';
+          ctx.output({ ...base, dryRun: true, ...(opts.force ? { force: true } : {}), log: info, removes, wouldTrim }, () => `${partition}: dry run: --before ${before} is ${verdict}: ${decision.reason}\n${effect}`);
+          return;
+        }
+        if (!decision.allowed && !opts.force) {
+          throw new CairnError(
+            'CONDITION_FAILED',
+            `refusing to trim ${partition} before ${before}: at most --before ${decision.safeBefore} is safe (${decision.reason}); --dry-run shows the decision, --force trims anyway`,
+            { details: { partition, requested: before, safeBefore: decision.safeBefore, archivedLsn: decision.archivedLsn, logStart: info.start, logEnd: info.end } },
+          );
+        }
+        if (forced) ctx.logger.warn({ partition, requested: before, safeBefore: decision.safeBefore, archivedLsn: decision.archivedLsn }, 'forced trim past the archived LSN: nodes behind it cannot bootstrap');
+        const after = await source.trim(partition, before);
+        ctx.output({ ...base, ...(forced ? { forced: true } : {}), ...after }, () => `${partition}: log now starts at ${after.start} (end ${after.end})${forced ? `; forced past the safe --before ${decision.safeBefore}` : ''}`);
       }),
     );
+}
+
+/**
+ * What `end - start` is: a record count only where LSNs are dense (the embedded log). On
+ * Kafka the offsets below `end` include transaction markers that hold no record, so it is a
+ * number of offsets, never called records (it once said 24001 records where 22000 existed).
+ */
+function describeSpan(source: Log, info: LogInfo): string {
+  const span = info.end - info.start;
+  if (source.capabilities.name === 'embedded') return `${span} records`;
+  return `end is the next offset to be written; ${span} offsets, transaction markers included: not a record count`;
+}
+
+export interface ManualTrimDecision {
+  /** Lowest LSN among the retained snapshots that verify (as the coordinator reads it); null: none. */
+  archivedLsn: number | null;
+  /** The highest --before that removes only archived records: archived + 1 (0 without a snapshot). */
+  safeBefore: number;
+  allowed: boolean;
+  reason: string;
+  /** The LSNs a trim to --before would remove (count 0: none). */
+  removes: { from: number; to: number; count: number };
+}
+
+/**
+ * The rule `cairn log trim` applies by hand, the coordinator's (src/coordinator/trim-policy.ts):
+ * records up to the archived LSN may go, so the log may start at most at archived + 1; with
+ * no snapshot, nothing may go. What counts is what the trim would really remove (a trim
+ * never moves the start backwards and clamps to the end), so a trim that removes nothing is
+ * always allowed.
+ */
+export function decideManualTrim(before: number, info: LogInfo, archived: number | undefined): ManualTrimDecision {
+  const archivedLsn = archived ?? null;
+  const safeBefore = archived === undefined ? 0 : archived + 1;
+  const target = Math.max(info.start, Math.min(before, info.end));
+  const removes = { from: info.start, to: target - 1, count: target - info.start };
+  const archive = archived === undefined ? 'no snapshot: nothing is archived' : `the archived LSN is ${archived} (oldest retained snapshot)`;
+  if (removes.count === 0) return { archivedLsn, safeBefore, allowed: true, reason: `nothing to trim below ${before}: the log starts at ${info.start}`, removes };
+  if (target <= safeBefore) return { archivedLsn, safeBefore, allowed: true, reason: `${archive}, so records up to it may go`, removes };
+  return { archivedLsn, safeBefore, allowed: false, reason: `${archive}; records ${Math.max(safeBefore, info.start)}..${target - 1} are in no snapshot`, removes };
 }

@@ -9,9 +9,10 @@ export function registerRestore(program: Command): void {
     .description('download, verify and install a snapshot into a folder (falls back along retained snapshots)')
     .requiredOption('--partition <p>', 'partition name')
     .option('--snapshot <id>', 'snapshot id (default: latest, with fallback)')
-    .requiredOption('--to <dir>', 'target folder (replaced atomically)')
+    .requiredOption('--to <dir>', 'target folder: missing or empty, or (with --force) a stopped state folder of the partition')
+    .option('--force', "replace the partition's stopped state folder at --to (never one a running processor holds)")
     .action(
-      action(async (ctx, opts: { partition: string; snapshot?: string; to: string }) => {
+      action(async (ctx, opts: { partition: string; snapshot?: string; to: string; force?: boolean }) => {
         const partition = validatePartition(opts.partition);
         const snapshotId = opts.snapshot === undefined ? undefined : validateSnapshotId(opts.snapshot);
         const progress = ctx.progress('restore');
@@ -19,6 +20,8 @@ export function registerRestore(program: Command): void {
           const result = await ctx.cairn.snapshots.restore({
             partition,
             targetDir: resolve(opts.to),
+            // Never a surprise: a folder that is not this partition's state is refused untouched.
+            guard: { force: Boolean(opts.force) },
             onProgress: progress,
             onFallback: (s) => process.stderr.write(`cairn: warning: snapshot ${s.path} unusable (${s.reason}); falling back to the next retained snapshot\n`),
             ...(snapshotId ? { snapshotId } : {}),

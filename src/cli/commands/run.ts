@@ -3,7 +3,7 @@ import { CairnError, toCairnError } from '../../core/errors.js';
 import { parseLsn, validatePartition } from '../../core/names.js';
 import { serveMetrics } from '../../runtime/metrics-server.js';
 import { loadProcessor } from '../../runtime/processor-module.js';
-import type { RunSummary } from '../../runtime/partition-processor.js';
+import type { PartitionProcessor, RunSummary } from '../../runtime/partition-processor.js';
 import { action, parsePort, reportError, type CliContext } from '../context.js';
 
 interface RunFlags {
@@ -74,7 +74,7 @@ export function registerRun(program: Command): void {
                   ...(flags.checkpointOnExit ? { checkpointOnExit: true } : {}),
                 });
               } catch (err) {
-                ctx.logger.error({ partition: runner.partition, err: toCairnError(err).toJSON() }, 'partition stopped');
+                logStopped(ctx, runner, err, controller.signal);
                 throw err;
               } finally {
                 await runner.close();
@@ -90,6 +90,22 @@ export function registerRun(program: Command): void {
         }
       }),
     );
+}
+
+/**
+ * The one structured line a failed partition gets (the processor itself throws, it does not
+ * log): the error with its stack and its causes' (an exception in the processor's apply is
+ * the cause of PROCESSOR_FAILED), and the LSN it failed at. The CLI's final one-line error
+ * (`cairn: error: ... [CODE]`, exit 1) follows as for every command; nothing else repeats it.
+ */
+function logStopped(ctx: CliContext, runner: PartitionProcessor, err: unknown, signal: AbortSignal): void {
+  const e = toCairnError(err);
+  if (signal.aborted && e.code === 'ABORTED') {
+    ctx.logger.info({ partition: runner.partition }, 'partition stopped while waiting for its log');
+    return;
+  }
+  const lsn = typeof e.details?.lsn === 'number' ? e.details.lsn : undefined;
+  ctx.logger.error({ partition: runner.partition, ...(lsn !== undefined ? { lsn } : {}), appliedLsn: runner.appliedLsn, err: e }, 'partition stopped');
 }
 
 type Outcome = PromiseSettledResult<RunSummary>;

@@ -1,9 +1,10 @@
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { badInput } from '../../core/errors.js';
+import { CairnError, badInput } from '../../core/errors.js';
 import { validatePartition } from '../../core/names.js';
 import { PartitionState } from '../../state/partition-state.js';
-import { action } from '../context.js';
+import { action, writeStdout } from '../context.js';
 
 export function registerState(program: Command): void {
   const state = program.command('state').description('inspect local partition state');
@@ -15,13 +16,17 @@ export function registerState(program: Command): void {
     .action(
       action(async (ctx, opts: { stateDir?: string; partition?: string }) => {
         if ((opts.stateDir === undefined) === (opts.partition === undefined)) throw badInput('give exactly one of --state-dir or --partition');
-        const dir = opts.stateDir ? resolve(opts.stateDir) : ctx.cairn.stateDirOf(validatePartition(opts.partition));
+        const partition = opts.partition === undefined ? undefined : validatePartition(opts.partition);
+        const dir = opts.stateDir ? resolve(opts.stateDir) : ctx.cairn.stateDirOf(partition!);
+        // Read-only: a partition without local state is reported, never created.
+        if (partition !== undefined && !existsSync(join(dir, 'CURRENT'))) {
+          throw new CairnError('NOT_FOUND', `partition ${partition} has no local state (no LevelDB in ${dir})`, { details: { partition, dir } });
+        }
         const db = await PartitionState.open(dir, { create: false });
         try {
-          const out = process.stdout;
-          const write = (line: string) => (out.write(line) ? Promise.resolve() : new Promise<void>((r) => out.once('drain', () => r())));
-          await write(`${JSON.stringify({ lsn: db.appliedLsn })}\n`);
-          for await (const entry of db.entries()) await write(`${JSON.stringify(entry)}\n`);
+          // Stops as soon as the reader has what it wanted (`| head`): exit 0, no stack trace.
+          if (!(await writeStdout(`${JSON.stringify({ lsn: db.appliedLsn })}\n`))) return;
+          for await (const entry of db.entries()) if (!(await writeStdout(`${JSON.stringify(entry)}\n`))) return;
         } finally {
           await db.close();
         }
