@@ -1,7 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { afterEach } from 'vitest';
 import { normaliseConfig, type CairnConfig, type RawConfig } from '../../src/core/config.js';
 import { PartitionState } from '../../src/state/partition-state.js';
 
@@ -206,4 +207,18 @@ export function embeddedConfig(dir: string, overrides: Partial<RawConfig> = {}):
     ...overrides,
   };
   return { raw, config: normaliseConfig(raw, dir, 'test') };
+}
+
+/**
+ * Folders and closers a test registers as it goes, released after each test (closers in
+ * reverse order, then folders), whatever the outcome.
+ */
+export function releasedAfterEach(): { dirs: string[]; closers: Array<() => Promise<void>> } {
+  const dirs: string[] = [];
+  const closers: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+  return { dirs, closers };
 }

@@ -1,7 +1,7 @@
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { bankEvents } from '../../src/cli/demo-events.js';
 import { EmbeddedLog } from '../../src/log/embedded.js';
 import type { AppendRecord } from '../../src/log/types.js';
@@ -14,7 +14,7 @@ import bank from '../../examples/bank/processor.js';
 import { bankModel } from '../helpers/bank-model.js';
 import { flipByteInFile } from '../helpers/faulty-store.js';
 import { tempDir } from '../helpers/cli.js';
-import { embeddedConfig, readState } from '../helpers/runtime-harness.js';
+import { embeddedConfig, readState, releasedAfterEach } from '../helpers/runtime-harness.js';
 import { caughtError } from '../helpers/snapshot-fixtures.js';
 
 /**
@@ -24,12 +24,7 @@ import { caughtError } from '../helpers/snapshot-fixtures.js';
  */
 
 const P = 'p0';
-const dirs: string[] = [];
-const closers: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const { dirs, closers } = releasedAfterEach();
 
 function world(everyRecords: number) {
   const dir = tempDir('cairn-local-corrupt-');

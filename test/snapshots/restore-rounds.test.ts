@@ -1,6 +1,6 @@
-import { readdirSync, rmSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { bankEvents } from '../../src/cli/demo-events.js';
 import { EmbeddedLog } from '../../src/log/embedded.js';
 import { Cairn } from '../../src/runtime/cairn.js';
@@ -11,7 +11,7 @@ import bank from '../../examples/bank/processor.js';
 import { bankModel } from '../helpers/bank-model.js';
 import { FaultyStore, ThrottledStore } from '../helpers/faulty-store.js';
 import { runCli, tempDir } from '../helpers/cli.js';
-import { embeddedConfig, readState, writeConfig } from '../helpers/runtime-harness.js';
+import { embeddedConfig, readState, releasedAfterEach, writeConfig } from '../helpers/runtime-harness.js';
 
 /**
  * A fresh node restoring while another worker checkpoints every few hundred records: by the
@@ -22,12 +22,7 @@ import { embeddedConfig, readState, writeConfig } from '../helpers/runtime-harne
  */
 
 const P = 'p0';
-const dirs: string[] = [];
-const closers: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const { dirs, closers } = releasedAfterEach();
 
 /** A worker that snapshots every 200 records; `evictionGraceMs` as given (the default when absent). */
 function world(evictionGraceMs?: number) {
