@@ -6,6 +6,7 @@ import { readPin } from '../snapshots/pins.js';
 import { readOrigin } from '../snapshots/origin.js';
 import { listPins, readLatest, readMetadata } from '../snapshots/pointer.js';
 import { originParent } from './fork.js';
+import { emptyStateParent } from './fork-origin.js';
 import { listPartitions } from '../snapshots/repository.js';
 import type { ObjectStore } from '../store/types.js';
 
@@ -63,7 +64,7 @@ export async function listForks(store: ObjectStore, now = Date.now()): Promise<F
     existing.add(name);
     forks.push({
       fork: name,
-      parent: { partition: origin.parent.partition, snapshotId: null, lsn: -1 },
+      parent: emptyStateParent(origin.parent.partition),
       pinned: null,
       createdAt: origin.createdAt,
       ageMs: now - Date.parse(origin.createdAt),

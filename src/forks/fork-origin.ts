@@ -30,3 +30,8 @@ export async function createOriginFork(
   }
   return origin;
 }
+
+/** The parent of a fork of the empty state, as fork results and listings name it: no snapshot, LSN -1. */
+export function emptyStateParent(partition: string): { partition: string; snapshotId: null; lsn: number } {
+  return { partition, snapshotId: null, lsn: -1 };
+}

@@ -7,7 +7,7 @@ import { layout } from '../snapshots/layout.js';
 import { readLatest, readMetadata } from '../snapshots/pointer.js';
 import { putPointer, updatePointer } from '../snapshots/pointer-update.js';
 import { originKey, readOrigin } from '../snapshots/origin.js';
-import { createOriginFork } from './fork-origin.js';
+import { createOriginFork, emptyStateParent } from './fork-origin.js';
 import type { LatestPointer, Pin, RetainedEntry, SnapshotMetadata } from '../snapshots/schemas.js';
 import type { ObjectStore } from '../store/types.js';
 
@@ -100,7 +100,7 @@ export async function createFork(store: ObjectStore, o: CreateForkOptions): Prom
     requests++;
     const origin = await createOriginFork(store, { from, name, logPartition, targetLsn: at.lsn, log: o.log });
     bytesWritten += Buffer.byteLength(JSON.stringify(origin, null, 2));
-    return { fork: name, parent: { partition: from, snapshotId: null, lsn: -1 }, snapshotId: null, lsn: -1, targetLsn: at.lsn, requests, bytesWritten, sharedBytes: 0 };
+    return { fork: name, parent: emptyStateParent(from), snapshotId: null, lsn: -1, targetLsn: at.lsn, requests, bytesWritten, sharedBytes: 0 };
   }
   if (!latest) throw new CairnError('NO_SNAPSHOT', `partition ${from} has no snapshot to fork`);
   const entry = chooseEntry(latest.pointer, o.at);
@@ -217,7 +217,7 @@ export async function describeFork(store: ObjectStore, name: string): Promise<Fo
   if (!latest) {
     const origin = await readOrigin(store, name);
     if (!origin) throw new CairnError('NOT_FOUND', `fork ${name} does not exist`);
-    return { fork: name, parent: { partition: origin.parent.partition, snapshotId: null, lsn: -1 }, log: origin.log, targetLsn: origin.targetLsn, latest: null };
+    return { fork: name, parent: emptyStateParent(origin.parent.partition), log: origin.log, targetLsn: origin.targetLsn, latest: null };
   }
   const meta = await readMetadata(store, latest.pointer.path);
   if (!meta.fork) throw badInput(`${name} is a partition, not a fork`);
@@ -235,5 +235,5 @@ export async function describeFork(store: ObjectStore, name: string): Promise<Fo
 export async function originParent(store: ObjectStore, name: string): Promise<{ partition: string; snapshotId: null; lsn: number }> {
   const origin = await readOrigin(store, name);
   if (!origin) throw new CairnError('CORRUPT', `fork ${name} names no parent snapshot and has no ${originKey(name)}`, { details: { key: originKey(name) } });
-  return { partition: origin.parent.partition, snapshotId: null, lsn: -1 };
+  return emptyStateParent(origin.parent.partition);
 }

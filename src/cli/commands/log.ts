@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CairnError, badInput } from '../../core/errors.js';
-import { readArchivedLsn } from '../../coordinator/trim-policy.js';
+import { decideTrim, readArchivedLsn } from '../../coordinator/trim-policy.js';
 import { parseLsn, validatePartition } from '../../core/names.js';
 import { isRecordTimestamp } from '../../log/records.js';
 import type { AppendRecord, Log, LogInfo } from '../../log/types.js';
@@ -133,7 +133,7 @@ function describeSpan(source: Log, info: LogInfo): string {
 export interface ManualTrimDecision {
   /** Lowest LSN among the retained snapshots that verify (as the coordinator reads it); null: none. */
   archivedLsn: number | null;
-  /** The highest --before that removes only archived records: archived + 1 (0 without a snapshot). */
+  /** The highest log start a trim may leave: archived + 1 within the log's bounds (the log start without a snapshot). */
   safeBefore: number;
   allowed: boolean;
   reason: string;
@@ -150,7 +150,8 @@ export interface ManualTrimDecision {
  */
 export function decideManualTrim(before: number, info: LogInfo, archived: number | undefined): ManualTrimDecision {
   const archivedLsn = archived ?? null;
-  const safeBefore = archived === undefined ? 0 : archived + 1;
+  // The bound is the coordinator's own (policy `snapshot`, no delay): one rule, one place.
+  const safeBefore = decideTrim({ policy: 'snapshot', log: info, archivedLsn: archived, replicas: [], replicaTtlMs: 0, now: 0 }).trimBefore;
   const target = Math.max(info.start, Math.min(before, info.end));
   const removes = { from: info.start, to: target - 1, count: target - info.start };
   const archive = archived === undefined ? 'no snapshot: nothing is archived' : `the archived LSN is ${archived} (oldest retained snapshot)`;
