@@ -1,7 +1,7 @@
 /** The public library API of Cairn. */
 export { Cairn, type CairnOptions, type ProcessorOverrides } from './runtime/cairn.js';
 export { PartitionProcessor, type PartitionProcessorOptions, type RunOptions, type RunSummary } from './runtime/partition-processor.js';
-export { loadProcessor, type Processor, type ProcessorState } from './runtime/processor-module.js';
+export { loadProcessor, type Processor, type ProcessorContext, type ProcessorRecord, type ProcessorState, type ValueCodec } from './runtime/processor-module.js';
 export { createRuntimeMetrics, type RuntimeMetrics } from './runtime/metrics.js';
 export { loadConfig, normaliseConfig, type CairnConfig, type RawConfig } from './core/config.js';
 export { CairnError, ERROR_CODES, isCairnError, type ErrorCode } from './core/errors.js';
@@ -12,7 +12,7 @@ export { PartitionState } from './state/partition-state.js';
 export { createStore } from './store/index.js';
 export type { ObjectStore, StoreCapabilities } from './store/types.js';
 export { createLog } from './log/index.js';
-export type { Log, LogRecord, LogInfo, AppendRecord } from './log/types.js';
+export type { Log, LogRecord, LogInfo, AppendRecord, RecordHeader } from './log/types.js';
 export { Coordinator, type CoordinatorOptions, type PartitionStatus, type TrimOutcome } from './coordinator/coordinator.js';
 export { createCoordinatorMetrics, type CoordinatorMetrics } from './coordinator/metrics.js';
 export { buildCoordinatorServer, type CoordinatorServerOptions } from './coordinator/server.js';

@@ -36,6 +36,10 @@ export const STORE_DEFAULTS = {
   maxAttempts: 4,
 } as const;
 
+/** What `log.compression` may name (Kafka's own codec names). */
+export const KAFKA_COMPRESSIONS = ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const;
+export type KafkaCompression = (typeof KAFKA_COMPRESSIONS)[number];
+
 /** How long a batch run (--stop-at-end, --until-lsn) or a CLI command waits out an unreachable log. */
 export const LOG_UNAVAILABLE_TIMEOUT_MS = 60_000;
 const unavailableTimeoutMs = z.number().int().min(0).max(86_400_000).optional();
@@ -50,6 +54,24 @@ const logSchema = z.discriminatedUnion('type', [
       clientId: z.string().min(1).optional(),
       partitions: z.record(z.string().regex(PARTITION_NAME), z.number().int().min(0)).optional(),
       unavailableTimeoutMs,
+      /** What Cairn's own appends are compressed with; reading handles every codec regardless. */
+      compression: z.enum(KAFKA_COMPRESSIONS).optional(),
+      /** TLS to the brokers: `true` trusts the system's CAs; file paths resolve against the config file. */
+      ssl: z
+        .union([
+          z.literal(true),
+          z.object({ ca: z.string().min(1).optional(), cert: z.string().min(1).optional(), key: z.string().min(1).optional(), rejectUnauthorized: z.boolean().optional() }).strict(),
+        ])
+        .optional(),
+      /** The password is read from the environment variable `passwordEnv`, never from the file. */
+      sasl: z
+        .object({
+          mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+          username: z.string().min(1),
+          passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable'),
+        })
+        .strict()
+        .optional(),
     })
     .strict(),
 ]);
@@ -115,9 +137,28 @@ export interface StoreConfig {
   maxAttempts: number;
 }
 
-export type LogConfig =
-  | { type: 'embedded'; dir: string; unavailableTimeoutMs: number }
-  | { type: 'kafka'; brokers: string[]; topic: string; clientId: string; partitions: Record<string, number>; unavailableTimeoutMs: number };
+export type LogConfig = { type: 'embedded'; dir: string; unavailableTimeoutMs: number } | KafkaLogConfig;
+
+export interface KafkaLogConfig {
+  type: 'kafka';
+  brokers: string[];
+  topic: string;
+  /** Also the prefix of everything Cairn creates on the broker (reader groups, transactional ids). */
+  clientId: string;
+  partitions: Record<string, number>;
+  unavailableTimeoutMs: number;
+  compression: KafkaCompression;
+  /** Absent: plaintext. Files are absolute paths, checked to exist when the config was loaded. */
+  ssl?: { caFile?: string; certFile?: string; keyFile?: string; rejectUnauthorized: boolean };
+  sasl?: KafkaSasl;
+}
+
+/** SASL credentials, the password as read from the environment when the config was loaded. */
+export interface KafkaSasl {
+  mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512';
+  username: string;
+  password: string;
+}
 
 export interface CairnConfig {
   /** Where the configuration came from: a file path, or 'default'. */
@@ -186,7 +227,7 @@ export function normaliseConfig(raw: unknown, baseDir: string, source: string): 
   const log: LogConfig =
     c.log.type === 'embedded'
       ? { type: 'embedded', dir: abs(c.log.dir), unavailableTimeoutMs: unavailable }
-      : { type: 'kafka', brokers: c.log.brokers, topic: c.log.topic, clientId: c.log.clientId ?? 'cairn', partitions: c.log.partitions ?? {}, unavailableTimeoutMs: unavailable };
+      : kafkaLogConfig(c.log, unavailable, abs, source);
   return {
     source,
     store,
@@ -233,4 +274,33 @@ function withToken(config: CairnConfig, env: NodeJS.ProcessEnv): CairnConfig {
   const token = env.CAIRN_COORDINATOR_TOKEN;
   if (config.coordinator && token) config.coordinator.token = token;
   return config;
+}
+
+type RawKafkaLog = Extract<z.output<typeof logSchema>, { type: 'kafka' }>;
+
+function kafkaLogConfig(raw: RawKafkaLog, unavailableTimeoutMs: number, abs: (p: string) => string, source: string): KafkaLogConfig {
+  const invalid = (path: string, why: string) => new CairnError('INVALID_CONFIG', `${source}: invalid field ${path}: ${why}`, { details: { path, source } });
+  const file = (field: 'ca' | 'cert' | 'key', p: string | undefined) => {
+    if (p === undefined) return {};
+    const path = abs(p);
+    if (!existsSync(path)) throw invalid(`log.ssl.${field}`, `file ${path} does not exist`);
+    return { [`${field}File`]: path };
+  };
+  const log: KafkaLogConfig = {
+    type: 'kafka',
+    brokers: raw.brokers,
+    topic: raw.topic,
+    clientId: raw.clientId ?? 'cairn',
+    partitions: raw.partitions ?? {},
+    unavailableTimeoutMs,
+    compression: raw.compression ?? 'none',
+  };
+  if (raw.ssl === true) log.ssl = { rejectUnauthorized: true };
+  else if (raw.ssl) log.ssl = { ...file('ca', raw.ssl.ca), ...file('cert', raw.ssl.cert), ...file('key', raw.ssl.key), rejectUnauthorized: raw.ssl.rejectUnauthorized ?? true };
+  if (raw.sasl) {
+    const password = process.env[raw.sasl.passwordEnv];
+    if (password === undefined || password === '') throw invalid('log.sasl.passwordEnv', `environment variable ${raw.sasl.passwordEnv} is not set`);
+    log.sasl = { mechanism: raw.sasl.mechanism, username: raw.sasl.username, password };
+  }
+  return log;
 }

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { CairnError, badInput } from '../core/errors.js';
 import { PARTITION_NAME, parseLsn, validatePartition } from '../core/names.js';
+import { decodeStoredRecord, encodeStoredRecord } from './embedded-format.js';
 import { checkAppendRecord } from './records.js';
 import { Wakeup } from './wakeup.js';
 import type { AppendRecord, Log, LogCapabilities, LogInfo, LogRecord, ReadOptions } from './types.js';
@@ -15,7 +16,7 @@ import type { AppendRecord, Log, LogCapabilities, LogInfo, LogRecord, ReadOption
  * Keys: 'r' + the LSN as 16 zero-padded decimal digits (Number.MAX_SAFE_INTEGER has 16), so
  * byte order is LSN order; 'm:start' holds the first retained LSN. The end is derived at
  * open from the last record (or equals start when everything was trimmed), so LSNs are
- * never reused after a trim. Values: JSON `{ k, v, t }`.
+ * never reused after a trim. Values: the frame of embedded-format.ts.
  */
 
 const RECORD_PREFIX = 'r';
@@ -23,12 +24,6 @@ const META_START = 'm:start';
 const LSN_DIGITS = 16;
 
 const recordKey = (lsn: number): string => RECORD_PREFIX + String(lsn).padStart(LSN_DIGITS, '0');
-
-interface StoredRecord {
-  k: string;
-  v: unknown;
-  t: number;
-}
 
 export interface EmbeddedLogOptions {
   /** Folder holding one LevelDB per partition. */
@@ -46,7 +41,7 @@ class PartitionLog {
   private readonly wakeup = new Wakeup();
 
   constructor(
-    readonly db: ClassicLevel<string, string>,
+    readonly db: ClassicLevel<string, Buffer>,
     public start: number,
     public end: number,
   ) {}
@@ -66,12 +61,6 @@ class PartitionLog {
   waitForAppend(ms: number, signal?: AbortSignal): Promise<void> {
     return this.wakeup.wait(ms, signal);
   }
-}
-
-/** The stored form, {k, v, t}, built from the checked parts without serialising the value twice. */
-function encodeRecord(record: AppendRecord, index: number, now: number): string {
-  const r = checkAppendRecord(record, index, now);
-  return `{"k":${JSON.stringify(r.key)},"v":${r.valueJson},"t":${r.timestamp}}`;
 }
 
 export class EmbeddedLog implements Log {
@@ -102,7 +91,7 @@ export class EmbeddedLog implements Log {
     if (!Array.isArray(records)) throw badInput('append expects an array of records');
     // Encode everything before touching the database: a bad record fails the whole call.
     const now = Date.now();
-    const encoded = records.map((r, i) => encodeRecord(r, i, now));
+    const encoded = records.map((r, i) => encodeStoredRecord(checkAppendRecord(r, i, now)));
     const p = await this.partition(partition);
     return p.exclusive(async () => {
       const first = p.end;
@@ -128,8 +117,7 @@ export class EmbeddedLog implements Log {
       const records: LogRecord[] = [];
       if (from <= upper) {
         for await (const [key, value] of p.db.iterator({ gte: recordKey(from), lte: recordKey(upper), limit: max })) {
-          const r = JSON.parse(value) as StoredRecord;
-          records.push({ lsn: Number(key.slice(RECORD_PREFIX.length)), key: r.k, value: r.v, timestamp: r.t });
+          records.push(decodeStoredRecord(Number(key.slice(RECORD_PREFIX.length)), value));
         }
       }
       // Checked after reading: trim moves `start` before deleting, so if start is still
@@ -169,7 +157,7 @@ export class EmbeddedLog implements Log {
       // Move the start first (memory, then disk): readers see TRIM_GAP before any record
       // disappears, and a crash mid-delete leaves only invisible leftovers below start.
       p.start = t;
-      await p.db.put(META_START, String(t), { sync: true });
+      await p.db.put(META_START, Buffer.from(String(t)), { sync: true });
       return t;
     });
     if (target !== undefined) {
@@ -217,7 +205,7 @@ export class EmbeddedLog implements Log {
 
   private async openPartition(name: string): Promise<PartitionLog> {
     const location = join(this.dir, name);
-    const db = new ClassicLevel<string, string>(location, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    const db = new ClassicLevel<string, Buffer>(location, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
     try {
       await db.open();
     } catch (err) {
@@ -235,7 +223,7 @@ export class EmbeddedLog implements Log {
       });
     }
     const startText = await db.get(META_START);
-    const start = startText === undefined ? 0 : Number(startText);
+    const start = startText === undefined ? 0 : Number(startText.toString('utf8'));
     let end = start;
     for await (const key of db.keys({ gte: RECORD_PREFIX, lt: 's', reverse: true, limit: 1 })) {
       end = Math.max(start, Number(key.slice(RECORD_PREFIX.length)) + 1);

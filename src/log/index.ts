@@ -1,10 +1,13 @@
-import type { LogConfig } from '../core/config.js';
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
+import type { KafkaLogConfig, LogConfig } from '../core/config.js';
+import { CairnError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { EmbeddedLog } from './embedded.js';
 import { KafkaLog } from './kafka.js';
 import type { Log } from './types.js';
 
-export type { AppendRecord, Log, LogCapabilities, LogInfo, LogRecord, ReadOptions } from './types.js';
+export type { AppendRecord, Log, LogCapabilities, LogInfo, LogRecord, ReadOptions, RecordHeader } from './types.js';
 export { EmbeddedLog, type EmbeddedLogOptions } from './embedded.js';
 export { KafkaLog, type KafkaLogOptions } from './kafka.js';
 
@@ -29,7 +32,26 @@ export function createLog(config: LogConfig, options: CreateLogOptions = {}): Lo
         topic: config.topic,
         clientId: config.clientId,
         partitions: config.partitions,
+        compression: config.compression,
+        ...(config.ssl ? { ssl: tlsOptions(config.ssl) } : {}),
+        ...(config.sasl ? { sasl: config.sasl } : {}),
         ...(options.logger ? { logger: options.logger } : {}),
       });
   }
+}
+
+/** The TLS options for kafkajs (Node's tls.connect), with the configured files read. */
+function tlsOptions(ssl: NonNullable<KafkaLogConfig['ssl']>): ConnectionOptions {
+  const read = (path: string | undefined) => {
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new CairnError('INVALID_CONFIG', `cannot read ${path} (log.ssl): ${(err as Error).message}`, { cause: err, details: { path } });
+    }
+  };
+  const ca = read(ssl.caFile);
+  const cert = read(ssl.certFile);
+  const key = read(ssl.keyFile);
+  return { rejectUnauthorized: ssl.rejectUnauthorized, ...(ca ? { ca: [ca] } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
 }

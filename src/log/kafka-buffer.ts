@@ -1,6 +1,6 @@
-import { isUtf8 } from 'node:buffer';
-import type { KafkaMessage } from 'kafkajs';
-import type { LogRecord } from './types.js';
+import type { IHeaders, KafkaMessage } from 'kafkajs';
+import { keyText } from './records.js';
+import type { LogRecord, RecordHeader } from './types.js';
 
 /**
  * Decoding of fetched messages and the read-ahead buffer a Kafka partition reader fills
@@ -13,22 +13,23 @@ import type { LogRecord } from './types.js';
  */
 const RECORD_OVERHEAD_BYTES = 160;
 
-/**
- * A message whose value cannot be decoded is still returned, with `decodeError`: dropping
- * it would silently move the reader forward, and the runtime's onBadRecord policy decides.
- */
+/** A fetched message as the log hands it out: bytes, decoded by the runtime (types.ts LogRecord). */
 export function decodeMessage(m: KafkaMessage, lsn: number): LogRecord {
-  const key = m.key ? m.key.toString('utf8') : '';
-  const timestamp = Number(m.timestamp);
-  const raw = m.value;
-  if (!raw) return { lsn, key, value: undefined, timestamp, decodeError: 'the record has no value (null, e.g. a tombstone)' };
-  // toString() would replace bad bytes with U+FFFD and could yield a valid but wrong value.
-  if (!isUtf8(raw)) return { lsn, key, value: undefined, timestamp, decodeError: 'the value is not valid UTF-8' };
-  try {
-    return { lsn, key, value: JSON.parse(raw.toString('utf8')) as unknown, timestamp };
-  } catch (err) {
-    return { lsn, key, value: undefined, timestamp, decodeError: `the value is not JSON: ${(err as Error).message}` };
+  const keyBytes = m.key ?? null;
+  return { lsn, key: keyText(keyBytes), keyBytes, value: m.value ?? null, headers: headerList(m.headers), timestamp: Number(m.timestamp) };
+}
+
+/**
+ * kafkajs hands headers over as an object, a repeated name as an array of its values; the
+ * log's form is the list Kafka stores (names in first-seen order, a name's values in order).
+ */
+function headerList(headers: IHeaders | undefined): RecordHeader[] {
+  if (!headers) return [];
+  const out: RecordHeader[] = [];
+  for (const [key, v] of Object.entries(headers)) {
+    for (const value of Array.isArray(v) ? v : [v]) out.push({ key, value: value === undefined || value === null ? null : Buffer.isBuffer(value) ? value : Buffer.from(value, 'utf8') });
   }
+  return out;
 }
 
 export function messageBytes(m: KafkaMessage): number {

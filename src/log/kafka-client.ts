@@ -1,5 +1,8 @@
-import { AssignerProtocol, Kafka, logLevel, type Admin, type LogEntry, type PartitionAssigner } from 'kafkajs';
+import { AssignerProtocol, Kafka, logLevel, type Admin, type LogEntry, type PartitionAssigner, type SASLOptions } from 'kafkajs';
+import type { ConnectionOptions } from 'node:tls';
+import type { KafkaSasl } from '../core/config.js';
 import { CairnError } from '../core/errors.js';
+import { registerKafkaCodecs } from './kafka-codecs.js';
 import type { Logger } from '../core/logger.js';
 import type { LogInfo } from './types.js';
 
@@ -17,6 +20,8 @@ export interface KafkaClientOptions {
   retries: number;
   connectionTimeoutMs: number;
   requestTimeoutMs: number;
+  ssl?: ConnectionOptions | true;
+  sasl?: KafkaSasl;
 }
 
 /**
@@ -38,6 +43,7 @@ export function withDeadline<T>(work: Promise<T>, ms: number, what: string): Pro
 }
 
 export function createKafkaClient(o: KafkaClientOptions): Kafka {
+  registerKafkaCodecs();
   return new Kafka({
     clientId: o.clientId,
     brokers: o.brokers,
@@ -47,7 +53,21 @@ export function createKafkaClient(o: KafkaClientOptions): Kafka {
     connectionTimeout: o.connectionTimeoutMs,
     requestTimeout: o.requestTimeoutMs,
     retry: { retries: o.retries, initialRetryTime: 200, maxRetryTime: 3000 },
+    ...(o.ssl ? { ssl: o.ssl } : {}),
+    ...(o.sasl ? { sasl: saslOptions(o.sasl) } : {}),
   });
+}
+
+/** kafkajs types each mechanism apart; the config's one union maps onto them here. */
+function saslOptions({ mechanism, username, password }: KafkaSasl): SASLOptions {
+  switch (mechanism) {
+    case 'plain':
+      return { mechanism, username, password };
+    case 'scram-sha-256':
+      return { mechanism, username, password };
+    case 'scram-sha-512':
+      return { mechanism, username, password };
+  }
 }
 
 function forwardLog(logger: Logger, { namespace, log }: LogEntry): void {
@@ -105,6 +125,8 @@ const TRANSIENT_NAMES = new Set([
 
 /** Socket errors of a connection that failed or broke: the network, not the request. */
 const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN', 'ERR_SOCKET_CLOSED']);
+/** Node's codes for a certificate the client does not accept, or a TLS handshake that failed. */
+const TLS_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_|ERR_SSL_|^EPROTO$/;
 /** JavaScript errors kafkajs itself never retries (its UNRECOVERABLE_ERRORS): a bug, not an outage. */
 const PROGRAMMING_ERRORS = new Set(['TypeError', 'RangeError', 'ReferenceError', 'SyntaxError']);
 
@@ -132,6 +154,12 @@ export function kafkaError(err: unknown, what: string): CairnError {
   if (types.some((t) => NOT_FOUND_TYPES.has(t))) return new CairnError('NOT_FOUND', message, { cause: err });
   if (types.some((t) => BAD_INPUT_TYPES.has(t))) return new CairnError('BAD_INPUT', message, { cause: err });
   if (types.some((t) => PERMANENT_TYPES.test(t))) return new CairnError('LOG_UNAVAILABLE', message, { cause: err, retryable: false });
+  // Credentials or certificates the broker (or we) refuse: no retry changes them.
+  if (chain.some((e) => e.name === 'KafkaJSSASLAuthenticationError')) {
+    return new CairnError('LOG_UNAVAILABLE', `${what}: authentication failed (check log.sasl and the password variable): ${innermost.message ?? String(err)}`, { cause: err, retryable: false });
+  }
+  const tls = chain.find((e) => typeof e.code === 'string' && TLS_CODES.test(e.code));
+  if (tls) return new CairnError('LOG_UNAVAILABLE', `${what}: TLS handshake failed (check log.ssl): ${String(tls.code)}: ${tls.message ?? ''}`, { cause: err, retryable: false });
   const kafkajs = chain.some((e) => e.name?.startsWith('KafkaJS'));
   const socket = chain.some((e) => typeof e.code === 'string' && SOCKET_CODES.has(e.code));
   const transient = socket || chain.some((e) => e.retriable === true || TRANSIENT_NAMES.has(e.name ?? ''));
@@ -213,6 +241,19 @@ export class KafkaAdmin {
     await this.call(`cannot delete records of ${this.topic}/${n} before ${offset}`, (a) =>
       a.deleteTopicRecords({ topic: this.topic, partitions: [{ partition: n, offset: String(offset) }] }),
     );
+  }
+
+  /** Deletes consumer groups; one that is already gone counts as deleted. */
+  async deleteGroups(groupIds: string[]): Promise<void> {
+    if (groupIds.length === 0) return;
+    await this.call(`cannot delete consumer groups ${groupIds.join(', ')}`, async (a) => {
+      try {
+        await a.deleteGroups(groupIds);
+      } catch (err) {
+        const failed = (err as { groups?: Array<{ groupId: string; error?: { type?: string } }> }).groups ?? [];
+        if (failed.length === 0 || failed.some((g) => g.error && g.error.type !== 'GROUP_ID_NOT_FOUND')) throw err;
+      }
+    });
   }
 
   async close(): Promise<void> {

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import type { Kafka, Message, Producer, RecordMetadata } from 'kafkajs';
+import type { IHeaders, Kafka, Message, Producer, RecordMetadata } from 'kafkajs';
 import { CairnError, badInput } from '../core/errors.js';
+import type { KafkaCompression } from '../core/config.js';
 import { kafkaError, withDeadline } from './kafka-client.js';
+import { compressionType } from './kafka-codecs.js';
 import { checkAppendRecord } from './records.js';
-import type { AppendRecord } from './types.js';
+import type { AppendRecord, RecordHeader } from './types.js';
 
 /**
  * Appends for the Kafka log. A call is validated and encoded completely before anything is
@@ -34,13 +36,23 @@ export function encodeRecords(records: AppendRecord[]): EncodedRecords {
   let bytes = BATCH_OVERHEAD;
   for (let i = 0; i < records.length; i++) {
     const r = checkAppendRecord(records[i]!, i, now);
-    const key = Buffer.from(r.key, 'utf8');
-    const value = Buffer.from(r.valueJson, 'utf8');
-    messages[i] = { key, value, timestamp: String(r.timestamp) };
-    sizes[i] = key.length + value.length + RECORD_OVERHEAD;
+    const headers = r.headers.length > 0 ? kafkaHeaders(r.headers) : undefined;
+    messages[i] = { key: r.key, value: r.value, timestamp: String(r.timestamp), ...(headers ? { headers } : {}) };
+    sizes[i] = (r.key?.length ?? 0) + (r.value?.length ?? 0) + r.headers.reduce((n, h) => n + h.key.length + (h.value?.length ?? 0) + 8, 0) + RECORD_OVERHEAD;
     bytes += sizes[i]!;
   }
   return { messages, sizes, bytes };
+}
+
+/** kafkajs takes headers as an object; a repeated name becomes the array of its values, in order. */
+function kafkaHeaders(headers: RecordHeader[]): IHeaders {
+  const out: IHeaders = {};
+  for (const { key, value } of headers) {
+    const v = value!; // records.ts admits no null header values: kafkajs cannot size them
+    const seen = out[key];
+    out[key] = seen === undefined ? v : Array.isArray(seen) ? [...seen, v] : [seen, v];
+  }
+  return out;
 }
 
 /** Splits encoded records into runs of at most `maxBytes` (a larger single record stays alone). */
@@ -70,6 +82,7 @@ export interface AppenderOptions {
   maxBatchBytes: number;
   /** Bound on each connect, send, commit and disconnect (kafka-client.ts withDeadline). */
   timeoutMs: number;
+  compression: KafkaCompression;
 }
 
 export class KafkaAppender {
@@ -84,7 +97,7 @@ export class KafkaAppender {
     const what = `cannot append to ${this.o.topic}/${partition}`;
     if (encoded.bytes <= this.o.maxBatchBytes) {
       return this.guarded('producer', what, async (p) => {
-        const meta = await this.bounded(p.send({ topic: this.o.topic, acks: -1, messages: encoded.messages.map((m) => ({ ...m, partition })) }), what);
+        const meta = await this.bounded(p.send({ topic: this.o.topic, acks: -1, compression: compressionType(this.o.compression), messages: encoded.messages.map((m) => ({ ...m, partition })) }), what);
         const first = baseOffset(meta, this.o.topic, partition);
         return { first, last: first + encoded.messages.length - 1 };
       });
@@ -105,7 +118,7 @@ export class KafkaAppender {
         let first = -1;
         let last = -1;
         for (const batch of splitBatches(encoded, this.o.maxBatchBytes)) {
-          const meta = await this.bounded(tx.send({ topic: this.o.topic, acks: -1, messages: batch.map((m) => ({ ...m, partition })) }), what);
+          const meta = await this.bounded(tx.send({ topic: this.o.topic, acks: -1, compression: compressionType(this.o.compression), messages: batch.map((m) => ({ ...m, partition })) }), what);
           const base = baseOffset(meta, this.o.topic, partition);
           if (first < 0) first = base;
           last = base + batch.length - 1;

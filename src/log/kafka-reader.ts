@@ -16,7 +16,7 @@ import { Wakeup } from './wakeup.js';
  * exactly the log's records in [base, next). A read from inside that range is served from
  * the buffer; any other read re-seeks, after checking the log start (a seek below it would
  * make kafkajs reset to the earliest offset, i.e. silently move forward). Nothing is ever
- * committed: each reader is the only member of a throwaway group.
+ * committed: each reader is the only member of a group of its own (see Groups).
  *
  * Trusting batches. kafkajs moves its own position too: after a rejoin or a crash it starts
  * over from the log start, after OFFSET_OUT_OF_RANGE (the log start passed us) it resets,
@@ -25,6 +25,12 @@ import { Wakeup } from './wakeup.js';
  * below makes us seek back to `next`; one fetched above `next` is explained by the log
  * start: above `next` means a trim gap (kept until the caller re-seeks, so every read of the
  * missing offsets throws TRIM_GAP), otherwise the offsets in between hold no records.
+ *
+ * Groups. kafkajs cannot read a partition without a consumer group, so each consumer joins
+ * a group of its own (`<clientId>-reader-<topic>-<partition>-<random>`), never commits an
+ * offset in it, and deletes it after disconnecting: a reader leaves nothing on the broker.
+ * A process killed before that leaves an empty group without offsets, which the broker
+ * drops by itself at its next offsets-retention check.
  *
  * Backpressure. eachBatch appends the batch's messages to the buffer (reads decode them)
  * and, above `readAheadBytes`, waits (with heartbeats) until reads drain it to half;
@@ -48,6 +54,8 @@ export interface ReaderSettings {
   timeoutMs: number;
   logger: Logger;
   watermarks(): Promise<LogInfo>;
+  /** Deletes a consumer group this reader used, once its consumer has left it. */
+  deleteGroup(groupId: string): Promise<void>;
 }
 
 const HEARTBEAT_EVERY_MS = 1000;
@@ -67,6 +75,9 @@ export class PartitionReader {
   private readonly wakeup = new Wakeup();
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
+  private readonly groups = new WeakMap<Consumer, string>();
+  /** Consumers being disconnected and their groups deleted; close() waits for them. */
+  private readonly retiring = new Set<Promise<void>>();
 
   constructor(private readonly s: ReaderSettings) {}
 
@@ -88,7 +99,18 @@ export class PartitionReader {
     this.notify();
     const consumer = this.consumer;
     this.consumer = undefined;
-    if (consumer) await withDeadline(consumer.disconnect(), this.s.timeoutMs, 'disconnecting a reader').catch(() => undefined);
+    if (consumer) this.retire(consumer);
+    await Promise.all(this.retiring);
+  }
+
+  /** Disconnects a consumer this reader is done with, then deletes its group. Never throws. */
+  private retire(consumer: Consumer): void {
+    const groupId = this.groups.get(consumer);
+    const done = withDeadline(consumer.disconnect(), this.s.timeoutMs, 'disconnecting a reader')
+      .then(() => (groupId ? this.s.deleteGroup(groupId) : undefined))
+      .catch((err: unknown) => this.s.logger.debug({ groupId, err }, 'kafka reader: could not delete its consumer group'))
+      .finally(() => this.retiring.delete(done));
+    this.retiring.add(done);
   }
 
   private async readNow(from: number, o: ReadOptions): Promise<LogRecord[]> {
@@ -154,7 +176,7 @@ export class PartitionReader {
     if (old) {
       const why = this.failure ? `its consumer stopped: ${this.failure.message}` : `no answer from the broker for ${Date.now() - this.lastProgressAt} ms`;
       this.s.logger.warn({ topic: this.s.topic, partition: this.s.partition, offset: this.next }, `kafka reader reconnecting (${why})`);
-      void old.disconnect().catch(() => undefined);
+      this.retire(old);
     }
     this.failure = undefined;
     const consumer = this.createConsumer();
@@ -182,15 +204,16 @@ export class PartitionReader {
     if (this.failure) {
       const cause = this.failure;
       if (this.consumer === consumer) this.consumer = undefined;
-      void consumer.disconnect().catch(() => undefined);
+      this.retire(consumer);
       throw kafkaError(cause, `cannot start a reader for ${this.s.topic}/${this.s.partition}`);
     }
   }
 
   private createConsumer(): Consumer {
     const { topic, partition } = this.s;
+    const groupId = `${this.s.clientId}-reader-${topic}-${partition}-${randomBytes(6).toString('hex')}`;
     const consumer = this.s.kafka.consumer({
-      groupId: `${this.s.clientId}-reader-${topic}-${partition}-${randomBytes(6).toString('hex')}`,
+      groupId,
       partitionAssigners: [singlePartitionAssigner(topic, partition)],
       maxBytesPerPartition: this.s.maxBytesPerPartition,
       maxBytes: 2 * this.s.maxBytesPerPartition,
@@ -200,6 +223,7 @@ export class PartitionReader {
       // We rebuild a crashed consumer ourselves, so that its position comes from us.
       retry: { retries: this.s.retries, initialRetryTime: 300, maxRetryTime: 3000, restartOnFailure: async () => false },
     });
+    this.groups.set(consumer, groupId);
     const current = () => this.consumer === consumer && !this.closed;
     const progress = () => {
       if (current()) this.lastProgressAt = Date.now();

@@ -1,4 +1,6 @@
+import type { ConnectionOptions } from 'node:tls';
 import type { Kafka } from 'kafkajs';
+import type { KafkaCompression, KafkaSasl } from '../core/config.js';
 import { CairnError, badInput } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { parseLsn, validatePartition } from '../core/names.js';
@@ -47,6 +49,12 @@ export interface KafkaLogOptions {
    * silent broker would otherwise cost a request timeout per retry.
    */
   operationTimeoutMs?: number;
+  /** What appends are compressed with (kafka-codecs.ts); reads decompress whatever they find. */
+  compression?: KafkaCompression;
+  /** TLS to the brokers (Node's tls.connect options); `true` trusts the system's CAs. */
+  ssl?: ConnectionOptions | true;
+  /** SASL authentication, the password already resolved. */
+  sasl?: KafkaSasl;
 }
 
 const MiB = 1024 * 1024;
@@ -54,7 +62,7 @@ const MAX_KAFKA_PARTITION = 2 ** 31 - 1;
 
 export class KafkaLog implements Log {
   readonly capabilities: LogCapabilities = { name: 'kafka', multiProcess: true };
-  private readonly o: Required<Omit<KafkaLogOptions, 'logger'>> & { logger: Logger };
+  private readonly o: Required<Omit<KafkaLogOptions, 'logger' | 'ssl' | 'sasl'>> & Pick<KafkaLogOptions, 'ssl' | 'sasl'> & { logger: Logger };
   private client: Kafka | undefined;
   private adminClient: KafkaAdmin | undefined;
   private appender: KafkaAppender | undefined;
@@ -81,6 +89,7 @@ export class KafkaLog implements Log {
       // are not affected: kafkajs gives them maxWaitTimeInMs plus a margin when that is longer.
       requestTimeoutMs: 10_000,
       operationTimeoutMs: 15_000,
+      compression: 'none',
       ...definedOnly(options),
       brokers: options.brokers,
       topic: options.topic,
@@ -106,7 +115,14 @@ export class KafkaLog implements Log {
       const { end } = await this.admin().watermarks(n);
       return { first: end, last: end - 1 };
     }
-    this.appender ??= new KafkaAppender({ kafka: this.kafka(), topic: this.o.topic, clientId: this.o.clientId, maxBatchBytes: this.o.maxBatchBytes, timeoutMs: this.o.operationTimeoutMs });
+    this.appender ??= new KafkaAppender({
+      kafka: this.kafka(),
+      topic: this.o.topic,
+      clientId: this.o.clientId,
+      maxBatchBytes: this.o.maxBatchBytes,
+      timeoutMs: this.o.operationTimeoutMs,
+      compression: this.o.compression,
+    });
     return this.appender.append(n, encoded);
   }
 
@@ -142,7 +158,9 @@ export class KafkaLog implements Log {
     const readers = [...this.readers.values()];
     this.readers.clear();
     // Each bounded by operationTimeoutMs: a disconnect can wait behind a request to a silent broker.
-    await Promise.all([...readers.map((r) => r.close()), this.appender?.close(), this.adminClient?.close()]);
+    // Readers first: each deletes its consumer group through the admin client on the way out.
+    await Promise.all([...readers.map((r) => r.close()), this.appender?.close()]);
+    await this.adminClient?.close();
   }
 
   /** The topic partition of an operation on an open log. */
@@ -175,6 +193,8 @@ export class KafkaLog implements Log {
       retries: this.o.retries,
       connectionTimeoutMs: this.o.connectionTimeoutMs,
       requestTimeoutMs: this.o.requestTimeoutMs,
+      ...(this.o.ssl ? { ssl: this.o.ssl } : {}),
+      ...(this.o.sasl ? { sasl: this.o.sasl } : {}),
     });
     return this.client;
   }
@@ -201,6 +221,7 @@ export class KafkaLog implements Log {
         timeoutMs: this.o.operationTimeoutMs,
         logger: this.o.logger,
         watermarks: () => admin.watermarks(n),
+        deleteGroup: (groupId) => admin.deleteGroups([groupId]),
       });
       this.readers.set(n, reader);
     }

@@ -1,16 +1,18 @@
+import { isUtf8 } from 'node:buffer';
 import { badInput } from '../core/errors.js';
-import type { AppendRecord } from './types.js';
+import type { AppendRecord, RecordHeader } from './types.js';
 
 /**
  * One record of an append, checked and encoded the same way for every backend, so a log
- * accepts exactly what another would: a string key, a whole non-negative millisecond
- * timestamp (Kafka cannot store fractions), and a JSON-serialisable value (an absent value
- * is stored as null). A bad record fails the whole call before anything is written.
+ * accepts exactly what another would: a key that is text, bytes or absent; a value that is
+ * bytes (stored as given), absent (a tombstone) or JSON-serialisable (stored as its JSON
+ * text); headers with text names; and a whole non-negative millisecond timestamp (Kafka
+ * cannot store fractions). A bad record fails the whole call before anything is written.
  */
 export interface CheckedRecord {
-  key: string;
-  /** The value as JSON text. */
-  valueJson: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: RecordHeader[];
   timestamp: number;
 }
 
@@ -21,18 +23,54 @@ export function isRecordTimestamp(t: unknown): t is number {
 
 export function checkAppendRecord(record: AppendRecord, index: number, now: number): CheckedRecord {
   if (record === null || typeof record !== 'object') throw badInput(`record ${index} is not an object`);
-  if (typeof record.key !== 'string') throw badInput(`record ${index}: key must be a string`);
+  const key = checkKey(record.key, index);
   const timestamp = record.timestamp ?? now;
   if (!isRecordTimestamp(timestamp)) {
     throw badInput(`record ${index}: timestamp must be a non-negative integer (milliseconds since the epoch)`);
   }
-  let valueJson: string | undefined;
+  return { key, value: encodeValue(record.value, index, key), headers: checkHeaders(record.headers, index), timestamp };
+}
+
+function checkKey(key: unknown, index: number): Buffer | null {
+  if (key === null || key === undefined) return null;
+  if (typeof key === 'string') return Buffer.from(key, 'utf8');
+  if (key instanceof Uint8Array) return Buffer.from(key);
+  throw badInput(`record ${index}: key must be a string, bytes or null`);
+}
+
+function encodeValue(value: unknown, index: number, key: Buffer | null): Buffer | null {
+  if (value === null || value === undefined) return null;
+  if (value instanceof Uint8Array) return Buffer.from(value);
+  const named = `record ${index}${key ? ` (key ${JSON.stringify(key.toString('utf8'))})` : ''}`;
+  let json: string | undefined;
   try {
-    valueJson = JSON.stringify(record.value === undefined ? null : record.value);
+    json = JSON.stringify(value);
   } catch (err) {
-    throw badInput(`record ${index} (key ${JSON.stringify(record.key)}): value is not JSON-serialisable: ${(err as Error).message}`);
+    throw badInput(`${named}: value is not JSON-serialisable: ${(err as Error).message}`);
   }
   // JSON.stringify returns undefined for a function or a symbol.
-  if (valueJson === undefined) throw badInput(`record ${index} (key ${JSON.stringify(record.key)}): value is not JSON-serialisable (${typeof record.value})`);
-  return { key: record.key, valueJson, timestamp };
+  if (json === undefined) throw badInput(`${named}: value is not JSON-serialisable (${typeof value})`);
+  return Buffer.from(json, 'utf8');
+}
+
+function checkHeaders(headers: AppendRecord['headers'], index: number): RecordHeader[] {
+  if (headers === undefined || headers === null) return [];
+  if (typeof headers !== 'object') throw badInput(`record ${index}: headers must be a list of {key, value} or an object`);
+  const entries: Array<{ key: unknown; value: unknown }> = Array.isArray(headers) ? headers : Object.entries(headers).map(([key, value]) => ({ key, value }));
+  return entries.map((h, i) => {
+    if (h === null || typeof h !== 'object' || typeof h.key !== 'string') throw badInput(`record ${index}: header ${i} needs a string key`);
+    const v = h.value;
+    if (typeof v === 'string') return { key: h.key, value: Buffer.from(v, 'utf8') };
+    if (v instanceof Uint8Array) return { key: h.key, value: Buffer.from(v) };
+    throw badInput(`record ${index}: header ${JSON.stringify(h.key)} must have a string or bytes value (the Kafka client cannot write a null one)`);
+  });
+}
+
+/**
+ * A stored key as text when it is valid UTF-8, else null (types.ts LogRecord.key): a lossy
+ * decode would map distinct binary keys onto one string.
+ */
+export function keyText(bytes: Buffer | null): string | null {
+  if (bytes === null) return null;
+  return isUtf8(bytes) ? bytes.toString('utf8') : null;
 }

@@ -3,23 +3,44 @@
  * LSNs are dense for the embedded log and Kafka offsets for Kafka (dense unless the topic
  * is compacted or transactional; readers must not assume lsn+1 follows lsn).
  */
+/** A Kafka record header. Names may repeat; order is kept. */
+export interface RecordHeader {
+  key: string;
+  value: Buffer | null;
+}
+
+/**
+ * A record as the log holds it: bytes, decoded by nobody yet. The runtime decodes the value
+ * by the processor's `valueCodec` (processor-module.ts), so one log serves processors that
+ * read it as JSON, text or bytes, and a value that does not decode is the processor's
+ * problem (the onBadRecord policy), not the log's.
+ */
 export interface LogRecord {
   lsn: number;
-  key: string;
-  value: unknown;
+  /**
+   * The key as UTF-8 text. null when the record has no key, and also when its key is not
+   * valid UTF-8 (`keyBytes` then holds it): a lossy decode would merge distinct keys.
+   */
+  key: string | null;
+  /** The key's bytes; null only when the record has no key. */
+  keyBytes: Buffer | null;
+  /** The value's bytes; null for a tombstone (a record without a value). */
+  value: Buffer | null;
+  /** In the order they were written; [] when none. */
+  headers: RecordHeader[];
   /** Milliseconds since the epoch, as appended. */
   timestamp: number;
-  /**
-   * Set when the stored bytes could not be decoded (not JSON, not UTF-8): `value` is then
-   * undefined. The log still returns the record so the runtime decides, by its
-   * `onBadRecord` policy, whether to stop naming this LSN or to skip and count it.
-   */
-  decodeError?: string;
 }
 
 export interface AppendRecord {
-  key: string;
-  value: unknown;
+  /** null (or absent) appends a record without a key; bytes are stored as given. */
+  key?: string | Uint8Array | null;
+  /**
+   * null or absent appends a tombstone; bytes (Buffer, Uint8Array) are stored as given;
+   * anything else is stored as its JSON text.
+   */
+  value?: unknown;
+  headers?: Array<{ key: string; value: string | Uint8Array }> | Record<string, string | Uint8Array>;
   timestamp?: number;
 }
 

@@ -11,7 +11,8 @@ import { isLocalCorruption } from '../state/integrity.js';
 import { PartitionState } from '../state/partition-state.js';
 import { BatchWrites } from './batch.js';
 import { openOrBootstrap, removeLeftovers, replaceLocalState, type OpenedState } from './bootstrap.js';
-import type { Processor } from './processor-module.js';
+import type { Processor, ProcessorContext, ProcessorRecord } from './processor-module.js';
+import { closeProcessor, initProcessor, recordDecoder, type RecordDecoder } from './processor-hooks.js';
 import type { RuntimeMetrics } from './metrics.js';
 import { CoordinatorReporter, type CoordinatorLink } from './coordinator-reporter.js';
 import { LogOutage } from './log-outage.js';
@@ -93,6 +94,7 @@ export class PartitionProcessor {
   /** Set when local state turned out damaged (a capture's table check, a failed read): rebuild before the next batch. */
   private damage: CairnError | undefined;
   private rebuilds = 0;
+  private readonly decode: RecordDecoder;
   readonly dir: string;
 
   constructor(private readonly options: PartitionProcessorOptions) {
@@ -100,6 +102,7 @@ export class PartitionProcessor {
     if (options.logPartition !== undefined) validatePartition(options.logPartition);
     this.dir = join(options.stateDir, options.partition);
     this.policy = new SnapshotPolicy(options.everyRecords);
+    this.decode = recordDecoder(options.processor);
     const unavailableTimeoutMs = options.unavailableTimeoutMs ?? LOG_UNAVAILABLE_TIMEOUT_MS;
     this.outage = new LogOutage({ partition: options.partition, logger: options.logger, unavailableTimeoutMs });
   }
@@ -154,11 +157,15 @@ export class PartitionProcessor {
 
   async run(options: RunOptions = {}): Promise<RunSummary> {
     const opened = await this.openWaitingForLog(options);
+    const { processor, partition, log, logger } = this.options;
+    const context: ProcessorContext = { partition, source: log.source(this.logPartition), appliedLsn: this.appliedLsn, logger };
+    await initProcessor(processor, context);
     const reporting = this.startReporting(options.signal);
     try {
       return await this.loop(opened, options);
     } finally {
       await reporting?.();
+      await closeProcessor(processor, { ...context, appliedLsn: this.appliedLsn }, logger);
     }
   }
 
@@ -301,17 +308,19 @@ export class PartitionProcessor {
     let skipped = 0;
     for (const record of records) {
       batch.beginRecord();
+      let undecodable = false;
       try {
-        if (record.decodeError !== undefined) {
-          throw new CairnError('CORRUPT', `record at LSN ${record.lsn} of ${partition} could not be decoded: ${record.decodeError}`, {
-            details: { partition, lsn: record.lsn },
-          });
+        let input: ProcessorRecord;
+        try {
+          input = this.decode(record, partition);
+        } catch (err) {
+          undecodable = true;
+          throw err;
         }
-        await processor.apply(record, batch.view);
+        await processor.apply(input, batch.view);
       } catch (err) {
         // Damaged local state surfaced through state.get: not this record's fault.
         if (isLocalCorruption(err)) throw err;
-        const undecodable = record.decodeError !== undefined;
         if (onBadRecord === 'skip') {
           batch.rollbackRecord();
           skipped++;

@@ -3,24 +3,72 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CairnError, badInput } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 import type { LogRecord } from '../log/types.js';
 
-/** What a processor's `apply` sees: reads see the batch's own writes; writes commit with the batch. */
-export interface ProcessorState {
-  get(key: string): Promise<unknown>;
-  put(key: string, value: unknown): void;
+/**
+ * What a processor's `apply` sees: reads see the batch's own writes; writes commit with the
+ * batch. `S` is the type of the values the processor keeps (stored as JSON).
+ */
+export interface ProcessorState<S = unknown> {
+  get(key: string): Promise<S | undefined>;
+  put(key: string, value: S): void;
   del(key: string): void;
 }
 
-export interface Processor {
-  name: string;
-  apply(record: LogRecord, state: ProcessorState): void | Promise<void>;
+/** How record values reach `apply`: parsed JSON, UTF-8 text, or the bytes themselves. */
+export type ValueCodec = 'json' | 'string' | 'bytes';
+
+/** A log record as `apply` sees it: the value decoded, a tombstone as `null`. */
+export interface ProcessorRecord<V = unknown> extends Omit<LogRecord, 'value'> {
+  value: V | null;
 }
+
+/** Given to `init`: which partition this processor instance is about to apply, and from where. */
+export interface ProcessorContext {
+  /** The Cairn partition whose state is written (a fork's own name when replaying into a fork). */
+  partition: string;
+  /** Where the records come from, e.g. `kafka:orders/3` or `embedded:p0`. */
+  source: string;
+  /** The last LSN already in the state (-1 when empty): the next record applied is after it. */
+  appliedLsn: number;
+  logger: Logger;
+}
+
+/**
+ * A stream processor: `apply` folds each record into the partition's state. `V` is the
+ * record value type, `S` the state value type.
+ *
+ * Values are decoded before `apply` by `decode(bytes)` when given (e.g. a zod schema's
+ * parse), else by `valueCodec` (default 'json'). A tombstone (a record without a value)
+ * reaches `apply` as `value: null` and is never passed to `decode`. A value that does not
+ * decode is a bad record (runtime.onBadRecord: stop the partition, or skip and count it).
+ *
+ * Lifecycle, as Kafka Streams' Processor: `init(ctx)` once before a run of a partition
+ * applies its first record, `close()` once after it stops (also when it failed). One
+ * processor object may serve several partitions of one process, one `init` each.
+ */
+export interface Processor<V = unknown, S = unknown> {
+  name: string;
+  valueCodec?: ValueCodec;
+  decode?(value: Buffer): V;
+  init?(ctx: ProcessorContext): void | Promise<void>;
+  apply(record: ProcessorRecord<V>, state: ProcessorState<S>): void | Promise<void>;
+  close?(ctx: ProcessorContext): void | Promise<void>;
+}
+
+const VALUE_CODECS: readonly ValueCodec[] = ['json', 'string', 'bytes'];
 
 export function assertProcessor(candidate: unknown, from: string): Processor {
   const p = candidate as Partial<Processor> | undefined;
   if (!p || typeof p !== 'object' || typeof p.name !== 'string' || p.name.length === 0 || typeof p.apply !== 'function') {
     throw badInput(`${from}: the default export must be { name: string, apply(record, state) }`);
+  }
+  if (p.valueCodec !== undefined && !VALUE_CODECS.includes(p.valueCodec)) {
+    throw badInput(`${from}: valueCodec must be one of ${VALUE_CODECS.join(', ')} (got ${JSON.stringify(p.valueCodec)})`);
+  }
+  for (const hook of ['decode', 'init', 'close'] as const) {
+    if (p[hook] !== undefined && typeof p[hook] !== 'function') throw badInput(`${from}: ${hook} must be a function`);
   }
   return p as Processor;
 }

@@ -77,7 +77,7 @@ async function cairnConsume(brokers: string[], topic: string, records: number): 
   const dir = tempDir('kafka-apply');
   const config = normaliseConfig({ store: { url: 'file://./store' }, log: { type: 'kafka', brokers, topic }, stateDir: './state' }, dir, 'bench');
   const cairn = new Cairn(config, { logger: silentLogger });
-  const put: Processor = { name: 'put', apply: (r, s) => s.put(r.key, r.value) };
+  const put: Processor = { name: 'put', apply: (r, s) => s.put(r.key ?? '', r.value) };
   const processor = cairn.processor('p0', put, { batchSize: 1000, everyRecords: 0 });
   const summary = await processor.run({ untilLsn: records - 1 });
   await processor.close();

@@ -1,4 +1,5 @@
 import { CairnError } from '../../src/core/errors.js';
+import { checkAppendRecord, keyText } from '../../src/log/records.js';
 import type { AppendRecord, Log, LogInfo, LogRecord, ReadOptions } from '../../src/log/types.js';
 
 /** An array-backed log so the apply benchmark measures the runtime, not a log backend. */
@@ -8,7 +9,11 @@ export class MemoryLog implements Log {
 
   async append(_partition: string, records: AppendRecord[]): Promise<{ first: number; last: number }> {
     const first = this.records.length;
-    for (const r of records) this.records.push({ lsn: this.records.length, key: r.key, value: r.value, timestamp: r.timestamp ?? 0 });
+    for (const r of records) {
+      // The form a real log hands out (records.ts): checked, bytes in, bytes out.
+      const c = checkAppendRecord(r, this.records.length, 0);
+      this.records.push({ lsn: this.records.length, key: keyText(c.key), keyBytes: c.key, value: c.value, headers: c.headers, timestamp: c.timestamp });
+    }
     return { first, last: this.records.length - 1 };
   }
 

@@ -45,7 +45,7 @@ async function applyThroughput(): Promise<void> {
   await log.append('p0', records);
   const config = normaliseConfig({ store: { url: 'file://./store' }, stateDir: './state', snapshots: { everyRecords: 1_000_000_000, retain: 2, concurrency: 8 } }, dir, 'bench');
   const cairn = new Cairn(config, { log, logger: silentLogger });
-  const put: Processor = { name: 'put', apply: (r, s) => s.put(r.key, r.value) };
+  const put: Processor = { name: 'put', apply: (r, s) => s.put(r.key ?? '', r.value) };
   const processor = cairn.processor('p0', put, { batchSize: 1000, everyRecords: 0 });
   const run = await timed(() => processor.run({ stopAtEnd: true }));
   await processor.close();

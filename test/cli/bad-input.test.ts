@@ -34,7 +34,8 @@ describe('bad input exits 2 with one line and writes nothing', () => {
   it.each([
     ['{"key":"a"}', /value/],
     ['[1,2]', /object/],
-    ['{"key":"","value":1}', /key/],
+    ['{"key":5,"value":1}', /key/],
+    ['{"key":"a","value":1,"headers":{"h":7}}', /headers/],
   ])('a JSONL record %s is rejected', async (line, reason) => {
     const cwd = tempDir();
     const r = await expectRejected(['log', 'append', '--partition', 'p0', '--jsonl', '-'], cwd, `${good}${line}\n`);
@@ -46,6 +47,20 @@ describe('bad input exits 2 with one line and writes nothing', () => {
     writeFileSync(join(cwd, 'cairn.config.json'), JSON.stringify({ snapshots: { retain: 0 } }));
     const r = await expectRejected(['log', 'info', '--partition', 'p0'], cwd);
     expect(r.stderr).toMatch(/snapshots\.retain/);
+    expect(r.stderr).toMatch(/INVALID_CONFIG/);
+  });
+
+  it.each([
+    [{ compression: 'brotli' }, /log\.compression/],
+    [{ ssl: { ca: 'certs/missing-ca.pem' } }, /log\.ssl\.ca: file .*certs\/missing-ca\.pem does not exist/],
+    [{ sasl: { mechanism: 'scram-sha-512', username: 'u', passwordEnv: 'CAIRN_TEST_UNSET_PASSWORD' } }, /log\.sasl\.passwordEnv: environment variable CAIRN_TEST_UNSET_PASSWORD is not set/],
+    [{ sasl: { mechanism: 'scram-sha-512', username: 'u', password: 'in-the-file' } }, /log\.sasl/],
+    [{ sasl: { mechanism: 'gssapi', username: 'u', passwordEnv: 'X' } }, /log\.sasl\.mechanism/],
+  ])('a Kafka security or codec setting %j is refused before connecting', async (extra, reason) => {
+    const cwd = tempDir();
+    writeFileSync(join(cwd, 'cairn.config.json'), JSON.stringify({ log: { type: 'kafka', brokers: ['127.0.0.1:1'], topic: 't', ...extra } }));
+    const r = await expectRejected(['log', 'info', '--partition', 'p0'], cwd);
+    expect(r.stderr).toMatch(reason);
     expect(r.stderr).toMatch(/INVALID_CONFIG/);
   });
 

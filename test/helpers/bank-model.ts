@@ -5,13 +5,14 @@ export function bankModel(events: AppendRecord[], upToIndex = events.length - 1,
   const accounts = new Map<string, { balance: number; count: number; fees: number }>();
   for (let i = 0; i <= upToIndex && i < events.length; i++) {
     const e = events[i]!;
+    const key = textKey(e);
     const v = e.value as { type: string; amount: number };
-    const a = accounts.get(e.key) ?? { balance: 0, count: 0, fees: 0 };
-    const charged = v.type === 'withdrawal' ? fee(e.key, i) : 0;
+    const a = accounts.get(key) ?? { balance: 0, count: 0, fees: 0 };
+    const charged = v.type === 'withdrawal' ? fee(key, i) : 0;
     a.balance += v.type === 'deposit' ? v.amount : -v.amount - charged;
     a.fees += charged;
     a.count += 1;
-    accounts.set(e.key, a);
+    accounts.set(key, a);
   }
   return new Map([...accounts.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [`account/${k}`, v]));
 }
@@ -25,4 +26,10 @@ export function parseDump(text: string): { lsn: number; entries: Map<string, unk
 
 export function toJsonl(records: AppendRecord[]): string {
   return records.map((r) => JSON.stringify(r)).join('\n') + '\n';
+}
+
+/** Bank events are keyed by account name: a text key. */
+export function textKey(e: AppendRecord): string {
+  if (typeof e.key !== 'string') throw new Error(`bank event without a text key: ${JSON.stringify(e)}`);
+  return e.key;
 }

@@ -174,8 +174,52 @@ export function runLogConformance(name: string, makeLog: () => Promise<LogFixtur
           values.map((value, i) => ({ key: `v${i}`, value })),
         );
         const got = await log.read(p, first, { maxRecords: 100 });
-        expect(got.map((r) => r.value)).toEqual(values);
+        // Stored as JSON text, except null: a record without a value (a tombstone).
+        expect(got.map((r) => (r.value === null ? null : JSON.parse(r.value.toString('utf8'))))).toEqual(values);
+        expect(got.map((r) => r.value === null)).toEqual(values.map((v) => v === null));
         expect(got.map((r) => r.key)).toEqual(values.map((_, i) => `v${i}`));
+      });
+    });
+
+    it('keeps keys, values and headers byte for byte: null apart from empty, binary keys as bytes', async () => {
+      await withLog(makeLog, async (log, p) => {
+        const binary = Buffer.from([0xc3, 0x28, 0x00, 0xff]);
+        const { first } = await log.append(p, [
+          { key: null, value: Buffer.from('raw text') },
+          { key: '', value: Buffer.alloc(0) },
+          { key: binary, value: null },
+          { key: 'h', value: Buffer.from([0, 1, 2]), headers: [{ key: 'trace', value: 'abc' }, { key: 'tag', value: 'x' }, { key: 'tag', value: Buffer.from([0xff]) }] },
+          { key: 'o', value: 'json text', headers: { 'content-type': 'application/json' } },
+        ]);
+        const got = await log.read(p, first, { maxRecords: 10 });
+        const hex = (b: Buffer | null) => (b === null ? null : b.toString('hex'));
+        expect(got.map((r) => [r.key, hex(r.keyBytes), hex(r.value)])).toEqual([
+          [null, null, Buffer.from('raw text').toString('hex')],
+          ['', '', ''],
+          [null, binary.toString('hex'), null],
+          ['h', Buffer.from('h').toString('hex'), '000102'],
+          ['o', Buffer.from('o').toString('hex'), Buffer.from('"json text"').toString('hex')],
+        ]);
+        expect(got.map((r) => r.headers.map((h) => [h.key, hex(h.value)]))).toEqual([
+          [],
+          [],
+          [],
+          [
+            ['trace', Buffer.from('abc').toString('hex')],
+            ['tag', Buffer.from('x').toString('hex')],
+            ['tag', 'ff'],
+          ],
+          [['content-type', Buffer.from('application/json').toString('hex')]],
+        ]);
+      });
+    });
+
+    it('refuses a header without a text name or with a null value, appending nothing', async () => {
+      await withLog(makeLog, async (log, p) => {
+        const before = await log.info(p);
+        await expectCode(log.append(p, [rec(1), { key: 'x', value: 1, headers: [{ key: 'a', value: null as unknown as string }] }]), 'BAD_INPUT');
+        await expectCode(log.append(p, [{ key: 'x', value: 1, headers: [{ key: 7 as unknown as string, value: 'v' }] }]), 'BAD_INPUT');
+        expect(await log.info(p)).toEqual(before);
       });
     });
 

@@ -170,6 +170,31 @@ describe('EmbeddedLog', () => {
     expect(keys[0]).toBe('r' + '60'.padStart(16, '0'));
   });
 
+  it('reads records written in the earlier JSON format beside new ones, and never passes off a damaged one', async () => {
+    const dir = await tempDir();
+    // Written as the first releases did: {k, v, t} JSON text, with the start marker as text.
+    const db = new ClassicLevel<string, string>(join(dir, 'p0'));
+    await db.put('r' + '0'.padStart(16, '0'), '{"k":"acct-1","v":{"type":"deposit","amount":5},"t":1700000000000}');
+    await db.put('r' + '1'.padStart(16, '0'), '{"k":"acct-2","v":null,"t":1700000000001}');
+    await db.close();
+    const log = new EmbeddedLog({ dir });
+    const { first } = await log.append('p0', [{ key: 'acct-3', value: { type: 'withdrawal', amount: 1 } }]);
+    expect(first).toBe(2);
+    const got = await log.read('p0', 0, { maxRecords: 10 });
+    expect(got.map((r) => [r.lsn, r.key, r.value?.toString('utf8') ?? null, r.timestamp > 0])).toEqual([
+      [0, 'acct-1', '{"type":"deposit","amount":5}', true],
+      [1, 'acct-2', 'null', true],
+      [2, 'acct-3', '{"type":"withdrawal","amount":1}', true],
+    ]);
+    await log.close();
+    const raw = new ClassicLevel<string, Buffer>(join(dir, 'p0'), { valueEncoding: 'buffer' });
+    await raw.put('r' + '3'.padStart(16, '0'), Buffer.from([0x01, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]));
+    await raw.close();
+    const reopened = new EmbeddedLog({ dir });
+    await expect(reopened.read('p0', 3, { maxRecords: 1 })).rejects.toMatchObject({ code: 'CORRUPT', details: { lsn: 3 } });
+    await reopened.close();
+  });
+
   it('createLog builds the embedded log', async () => {
     const dir = await tempDir();
     const log = createLog({ type: 'embedded', dir, unavailableTimeoutMs: 60_000 });

@@ -57,7 +57,7 @@ const rec = (i: number) => ({ key: `k${i}`, value: { i } });
 
 describe('KafkaLog', () => {
   it('createLog builds a Kafka log without connecting; a broker that is not there is LOG_UNAVAILABLE', async () => {
-    const log = createLog({ type: 'kafka', brokers: ['127.0.0.1:1'], topic: 'nowhere', clientId: 'c', partitions: { orders: 4 }, unavailableTimeoutMs: 60_000 });
+    const log = createLog({ type: 'kafka', brokers: ['127.0.0.1:1'], topic: 'nowhere', clientId: 'c', partitions: { orders: 4 }, unavailableTimeoutMs: 60_000, compression: 'none' });
     expect(log.capabilities).toEqual({ name: 'kafka', multiProcess: true });
     expect(log.source('p3')).toBe('kafka:nowhere/3');
     expect(log.source('orders')).toBe('kafka:nowhere/4');
@@ -122,14 +122,14 @@ describe('KafkaLog', () => {
       next = batch[batch.length - 1]!.lsn + 1;
     }
     expect(got.map((r) => r.key)).toEqual([...many.map((m) => m.key), 'k1']);
-    expect(got.slice(0, 300).map((r) => [r.value, r.timestamp])).toEqual(many.map((m) => [m.value, m.timestamp]));
+    expect(got.slice(0, 300).map((r) => [JSON.parse(r.value!.toString('utf8')), r.timestamp])).toEqual(many.map((m) => [m.value, m.timestamp]));
     expect(got[0]!.lsn).toBe(big.first);
     expect(got[299]!.lsn).toBe(big.last);
     expect(got[300]!.lsn).toBe(after.first);
   });
 
-  it('returns records other clients produced that are not JSON, with decodeError, never dropping them', async () => {
-    const { log, t } = await fresh('decode');
+  it('returns records other clients produced as their bytes: tombstones, null and binary keys, headers, never dropping one', async () => {
+    const { log, t } = await fresh('raw');
     const producer = t.kafka.producer();
     await producer.connect();
     await producer.send({
@@ -138,23 +138,27 @@ describe('KafkaLog', () => {
         { partition: 0, key: 'a', value: '{"ok":1}' },
         { partition: 0, key: 'b', value: Buffer.from([0xff, 0x00, 0x7b]) },
         { partition: 0, key: 'c', value: null },
-        { partition: 0, key: 'd', value: '{not json' },
-        { partition: 0, key: null, value: '"fine"' },
+        { partition: 0, key: Buffer.from([0xc3, 0x28]), value: '' },
+        { partition: 0, key: null, value: 'plain text', headers: { trace: 'abc', tag: ['x', 'y'] } },
+        { partition: 0, key: '', value: '"fine"' },
       ],
     });
     await producer.disconnect();
     const got = await log.read('p0', 0, { maxRecords: 10 });
-    expect(got.map((r) => [r.lsn, r.key, r.value])).toEqual([
-      [0, 'a', { ok: 1 }],
-      [1, 'b', undefined],
-      [2, 'c', undefined],
-      [3, 'd', undefined],
-      [4, '', 'fine'],
+    expect(got.map((r) => [r.lsn, r.key, r.keyBytes?.toString('hex') ?? null, r.value?.toString('hex') ?? null])).toEqual([
+      [0, 'a', '61', Buffer.from('{"ok":1}').toString('hex')],
+      [1, 'b', '62', 'ff007b'],
+      [2, 'c', '63', null],
+      [3, null, 'c328', ''],
+      [4, null, null, Buffer.from('plain text').toString('hex')],
+      [5, '', '', Buffer.from('"fine"').toString('hex')],
     ]);
-    expect(got.map((r) => r.decodeError === undefined)).toEqual([true, false, false, false, true]);
-    expect(got[1]!.decodeError).toMatch(/UTF-8/);
-    expect(got[2]!.decodeError).toMatch(/no value/);
-    expect(got[3]!.decodeError).toMatch(/not JSON/);
+    expect(got[4]!.headers.map((h) => [h.key, h.value?.toString()])).toEqual([
+      ['trace', 'abc'],
+      ['tag', 'x'],
+      ['tag', 'y'],
+    ]);
+    expect(got[0]!.headers).toEqual([]);
   });
 
   it('a read below the log start after deleteRecords is TRIM_GAP naming both offsets', async () => {

@@ -14,7 +14,7 @@ import { readState } from '../helpers/runtime-harness.js';
 /**
  * What the runtime does with records a log cannot decode and with a log that is briefly
  * unreachable, independent of the backend: a decorator over a real embedded log marks
- * chosen LSNs as undecodable (as the Kafka log does for bytes that are not JSON) and fails
+ * chosen LSNs undecodable (their bytes are not JSON, which the default codec reads) and fails
  * chosen calls with LOG_UNAVAILABLE (as the Kafka log does while a broker restarts). The
  * same behaviour on a real broker is tested in the Kafka end-to-end suite.
  */
@@ -38,7 +38,7 @@ class TroubledLog implements Log {
   async read(partition: string, fromLsn: number, options: ReadOptions): Promise<LogRecord[]> {
     this.maybeFail();
     const records = await this.inner.read(partition, fromLsn, options);
-    return records.map((r) => (this.undecodable.has(r.lsn) ? { ...r, value: undefined, decodeError: 'Unexpected token < in JSON' } : r));
+    return records.map((r) => (this.undecodable.has(r.lsn) ? { ...r, value: Buffer.from('<html>not json') } : r));
   }
 
   async info(partition: string): Promise<LogInfo> {

@@ -8,9 +8,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { bankEvents } from '../../src/cli/demo-events.js';
 import type { AppendRecord } from '../../src/log/types.js';
 import { s3Env } from '../helpers/backends.js';
-import { bankModel, parseDump, toJsonl } from '../helpers/bank-model.js';
+import { bankModel, parseDump, textKey, toJsonl } from '../helpers/bank-model.js';
 import { REPO_ROOT, jsonOf, runCli, spawnCli, tempDir } from '../helpers/cli.js';
 import { kafkaBrokers } from '../helpers/kafka.js';
+import { kafkaEnv } from '../helpers/kafka-java.js';
 import { sleep, watch, writeConfig } from '../helpers/runtime-harness.js';
 
 /**
@@ -44,7 +45,25 @@ function node(cwd: string, name: string, config: Record<string, unknown>) {
   return (...args: string[]) => runCli(['--config', `${name}.json`, ...args], { cwd });
 }
 
-describe('Cairn on Kafka + MinIO', () => {
+/**
+ * How Cairn reaches the broker: plaintext, and as managed Kafka requires, TLS with SASL
+ * (SCRAM-SHA-512, the password from an environment variable, the broker's certificate
+ * checked against the CA test/services/kafka.sh generated), appending zstd-compressed.
+ */
+const listeners = [
+  { name: 'plaintext', log: () => ({ brokers: kafkaBrokers() }) },
+  {
+    name: 'SASL_SSL with zstd appends',
+    log: () => ({
+      brokers: [kafkaEnv('KAFKA_SASL_SSL_BROKERS')],
+      ssl: { ca: kafkaEnv('KAFKA_CA_FILE') },
+      sasl: { mechanism: 'scram-sha-512', username: kafkaEnv('KAFKA_SASL_USERNAME'), passwordEnv: 'KAFKA_SASL_PASSWORD' },
+      compression: 'zstd',
+    }),
+  },
+];
+
+describe.each(listeners)('Cairn on Kafka ($name) + MinIO', ({ log }) => {
   it('checkpoints, trims the broker log, and a fresh node bootstraps across the gap to the same state', async () => {
     const brokers = kafkaBrokers();
     const { topic, admin } = await createTopic(brokers);
@@ -52,7 +71,7 @@ describe('Cairn on Kafka + MinIO', () => {
     const cwd = tempDir('cairn-kafka-e2e-');
     const config = {
       store: { url: `s3://${bucket}/kafka-e2e-${randomBytes(4).toString('hex')}`, endpoint, region: process.env.AWS_REGION ?? 'us-east-1', forcePathStyle: true },
-      log: { type: 'kafka', brokers, topic },
+      log: { type: 'kafka', topic, ...log() },
       snapshots: { everyRecords: 1000, retain: 2, concurrency: 8 },
     };
     const a = node(cwd, 'a', config);
@@ -91,6 +110,36 @@ describe('Cairn on Kafka + MinIO', () => {
   });
 });
 
+describe('a wrong SASL password', () => {
+  it('is one clear line and exit 1 within 30 s, for a batch run and for log info, not a wait', async () => {
+    const cwd = tempDir('cairn-kafka-badpass-');
+    writeConfig(cwd, {
+      store: { url: 'file://./store' },
+      log: {
+        type: 'kafka',
+        topic: 'any',
+        brokers: [kafkaEnv('KAFKA_SASL_SSL_BROKERS')],
+        ssl: { ca: kafkaEnv('KAFKA_CA_FILE') },
+        sasl: { mechanism: 'scram-sha-512', username: kafkaEnv('KAFKA_SASL_USERNAME'), passwordEnv: 'CAIRN_TEST_KAFKA_PASSWORD' },
+      },
+    });
+    const env = { CAIRN_TEST_KAFKA_PASSWORD: 'not-the-password' };
+    for (const args of [['log', 'info', '--partition', 'p0'], ['run', '--partition', 'p0', '--processor', PROCESSOR, '--stop-at-end']]) {
+      const started = Date.now();
+      const r = await runCli(args, { cwd, env });
+      expect(Date.now() - started, args.join(' ')).toBeLessThan(30_000);
+      expect(r.code, r.stderr).toBe(1);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines.at(-1)).toMatch(/^cairn: error: .*authentication failed.*\[LOG_UNAVAILABLE\]$/);
+      expect(lines.filter((l) => l.startsWith('cairn: error:'))).toHaveLength(1);
+    }
+    // Without the variable at all, the configuration is refused before connecting: exit 2.
+    const unset = await runCli(['log', 'info', '--partition', 'p0'], { cwd, env: { CAIRN_TEST_KAFKA_PASSWORD: '' } });
+    expect(unset.code).toBe(2);
+    expect(unset.stderr).toMatch(/log\.sasl\.passwordEnv: environment variable CAIRN_TEST_KAFKA_PASSWORD is not set/);
+  });
+});
+
 describe('a large append on Kafka', () => {
   it('goes in as one transaction; --stop-at-end still stops past the marker that ends it', async () => {
     const brokers = kafkaBrokers();
@@ -118,7 +167,7 @@ describe('poison records on Kafka', () => {
     const producer = kafka.producer();
     await producer.connect();
     const events = bankEvents(300, 21);
-    const encode = (e: AppendRecord) => ({ key: e.key, value: JSON.stringify(e.value) });
+    const encode = (e: AppendRecord) => ({ key: textKey(e), value: JSON.stringify(e.value) });
     // Bytes that are not JSON at offset 120, an event the processor rejects at offset 201.
     await producer.send({ topic, messages: [...events.slice(0, 120).map(encode), { key: 'x', value: Buffer.from([0xff, 0x00, 0x7b]) }] });
     await producer.send({ topic, messages: [...events.slice(120, 200).map(encode), { key: 'y', value: '{"type":"refund","amount":1}' }, ...events.slice(200).map(encode)] });
@@ -163,7 +212,7 @@ describe('a broker restarted under a running worker', () => {
     const events = bankEvents(6000, 31);
     const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 50, maxRetryTime: 5000 } });
     await producer.connect();
-    const send = (from: number, to: number) => producer.send({ topic, acks: -1, messages: events.slice(from, to).map((e) => ({ key: e.key, value: JSON.stringify(e.value) })) });
+    const send = (from: number, to: number) => producer.send({ topic, acks: -1, messages: events.slice(from, to).map((e) => ({ key: textKey(e), value: JSON.stringify(e.value) })) });
     await send(0, 2000);
 
     const cwd = tempDir('cairn-kafka-restart-');

@@ -252,10 +252,11 @@ describe('state within a batch', () => {
       name: 'sometimes',
       async apply(record, state) {
         const v = record.value as { keep: boolean; add: number };
-        const a = ((await state.get(record.key)) as { total: number; ops: number } | undefined) ?? { total: 0, ops: 0 };
+        const key = record.key!;
+        const a = ((await state.get(key)) as { total: number; ops: number } | undefined) ?? { total: 0, ops: 0 };
         a.total += v.add;
         a.ops += 1;
-        if (v.keep) state.put(record.key, a);
+        if (v.keep) state.put(key, a);
       },
     };
     const model = (records: AppendRecord[]) => {
@@ -263,10 +264,11 @@ describe('state within a batch', () => {
       for (const rec of records) {
         const v = rec.value as { keep: boolean; add: number };
         if (!v.keep) continue;
-        const a = { ...(m.get(rec.key) ?? { total: 0, ops: 0 }) };
+        const key = rec.key as string;
+        const a = { ...(m.get(key) ?? { total: 0, ops: 0 }) };
         a.total += v.add;
         a.ops += 1;
-        m.set(rec.key, a);
+        m.set(key, a);
       }
       return new Map([...m.entries()].sort(([a], [b]) => (a < b ? -1 : 1)));
     };

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
+import { readerGroupsLeft } from './broker-litter.js';
 
 /**
  * Starts the real services integration tests need (MinIO and Kafka, concurrently) once per
@@ -45,9 +46,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('kafka', kafka);
 
   return async () => {
+    // Before anything stops: a consumer group a Cairn reader left behind fails the run.
+    const left = kafka.ok ? await readerGroupsLeft(kafka.env.KAFKA_BROKERS!.split(',')) : [];
     // Left running on purpose: start is idempotent and the next run starts instantly.
-    if (process.env.CAIRN_STOP_SERVICES !== '1') return;
-    await Promise.all([minio.ok && run(MINIO_SCRIPT, 'stop').catch(() => undefined), kafka.ok && run(KAFKA_SCRIPT, 'stop').catch(() => undefined)]);
+    if (process.env.CAIRN_STOP_SERVICES === '1') {
+      await Promise.all([minio.ok && run(MINIO_SCRIPT, 'stop').catch(() => undefined), kafka.ok && run(KAFKA_SCRIPT, 'stop').catch(() => undefined)]);
+    }
+    if (left.length > 0) throw new Error(`Cairn readers left ${left.length} consumer group(s) on the broker: ${left.slice(0, 5).join(', ')}`);
   };
 }
 

@@ -237,8 +237,8 @@ describe('(c) the runtime through a store outage', () => {
   };
   const summing: Processor = {
     name: 'sum',
-    async apply(record: LogRecord, s) {
-      s.put(record.key, (((await s.get(record.key)) as number | undefined) ?? 0) + (record.value as number));
+    async apply(record, s) {
+      s.put(record.key!, (((await s.get(record.key!)) as number | undefined) ?? 0) + (record.value as number));
     },
   };
 

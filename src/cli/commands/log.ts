@@ -20,17 +20,28 @@ export function parseJsonl(text: string, source: string): AppendRecord[] {
     } catch {
       throw badInput(`${source}:${i + 1}: not valid JSON`);
     }
-    const r = parsed as { key?: unknown; value?: unknown; timestamp?: unknown };
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw badInput(`${source}:${i + 1}: expected an object {"key": string, "value": any}`);
-    if (typeof r.key !== 'string' || r.key.length === 0) throw badInput(`${source}:${i + 1}: "key" must be a non-empty string`);
-    if (r.value === undefined) throw badInput(`${source}:${i + 1}: "value" is missing`);
-    // The rule every log applies, checked here too so the error names the line.
+    const r = parsed as { key?: unknown; value?: unknown; timestamp?: unknown; headers?: unknown };
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw badInput(`${source}:${i + 1}: expected an object {"key": string | null, "value": any}`);
+    if (r.key !== null && typeof r.key !== 'string') throw badInput(`${source}:${i + 1}: "key" must be a string or null`);
+    // Absent is a typo more often than a tombstone: a tombstone is written "value": null.
+    if (r.value === undefined) throw badInput(`${source}:${i + 1}: "value" is missing (null appends a tombstone)`);
+    // The rules every log applies, checked here too so the error names the line.
     if (r.timestamp !== undefined && !isRecordTimestamp(r.timestamp)) {
       throw badInput(`${source}:${i + 1}: "timestamp" must be a non-negative integer (milliseconds since the epoch)`);
     }
-    records.push({ key: r.key, value: r.value, ...(typeof r.timestamp === 'number' ? { timestamp: r.timestamp } : {}) });
+    if (r.headers !== undefined && !isStringMap(r.headers)) throw badInput(`${source}:${i + 1}: "headers" must be an object of strings`);
+    records.push({
+      key: r.key,
+      value: r.value,
+      ...(typeof r.timestamp === 'number' ? { timestamp: r.timestamp } : {}),
+      ...(r.headers !== undefined ? { headers: r.headers as Record<string, string> } : {}),
+    });
   }
   return records;
+}
+
+function isStringMap(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
 }
 
 async function readInput(file: string): Promise<string> {
@@ -45,7 +56,7 @@ export function registerLog(program: Command): void {
 
   log
     .command('append')
-    .description('append records from JSON lines ({"key": string, "value": any} per line); all or nothing')
+    .description('append records from JSON lines ({"key": string|null, "value": any, "headers"?: {name: string}} per line; "value": null is a tombstone); all or nothing')
     .requiredOption('--partition <p>', 'partition name')
     .requiredOption('--jsonl <file>', "JSON lines file, '-' for stdin")
     .action(
