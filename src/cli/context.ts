@@ -122,10 +122,34 @@ export function action<A extends unknown[]>(body: (ctx: CliContext, ...args: A) 
     } catch (err) {
       code = reportError(err, ctx.json);
     } finally {
-      await ctx.close().catch(() => undefined);
+      await bounded(ctx.close(), CLOSE_TIMEOUT_MS).catch(() => undefined);
     }
     process.exitCode = code;
+    exitOnceIdle(code, ctx);
   };
+}
+
+/** Closing the store and log clients is bounded (each of their calls is, too). */
+const CLOSE_TIMEOUT_MS = 45_000;
+/** How long a finished command waits for the event loop to empty before it exits anyway. */
+const EXIT_GRACE_MS = 3_000;
+
+function bounded(work: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([work, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A finished command exits even when a client library still holds a socket or a timer (a
+ * Kafka consumer whose broker vanished mid-disconnect can retry for minutes): the work is
+ * done and reported, and "never hang" includes exiting. The timer is unref'd, so a process
+ * whose event loop empties exits on its own, sooner.
+ */
+function exitOnceIdle(code: number, ctx: CliContext): void {
+  setTimeout(() => {
+    ctx.logger.debug({ resources: process.getActiveResourcesInfo() }, 'handles still open after the command finished; exiting');
+    process.exit(code);
+  }, EXIT_GRACE_MS).unref();
 }
 
 export function reportError(err: unknown, json: boolean): number {

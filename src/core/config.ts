@@ -36,6 +36,9 @@ export const STORE_DEFAULTS = {
   maxAttempts: 4,
 } as const;
 
+/** Worker groups (`cairn run --group`), in one place. */
+export const FLEET_DEFAULTS = { sessionTimeoutMs: 30_000, checkpointOnRevoke: true, commitIntervalMs: 5_000, handoffTimeoutMs: 30_000 };
+
 /** What `log.compression` may name (Kafka's own codec names). */
 export const KAFKA_COMPRESSIONS = ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const;
 export type KafkaCompression = (typeof KAFKA_COMPRESSIONS)[number];
@@ -100,6 +103,19 @@ export const configSchema = z
       })
       .strict()
       .default({ batchSize: 1000, onBadRecord: 'stop' }),
+    fleet: z
+      .object({
+        /** A worker silent this long loses its partitions to the others (Kafka session.timeout.ms). */
+        sessionTimeoutMs: z.number().int().min(6_000).max(300_000).default(FLEET_DEFAULTS.sessionTimeoutMs),
+        /** Publish a snapshot of a partition before handing it to its next owner. */
+        checkpointOnRevoke: z.boolean().default(FLEET_DEFAULTS.checkpointOnRevoke),
+        /** How often applied LSN + 1 is committed as the group's offset. */
+        commitIntervalMs: z.number().int().min(100).max(600_000).default(FLEET_DEFAULTS.commitIntervalMs),
+        /** Longest wait for a live previous owner's last snapshot before taking a partition over anyway. */
+        handoffTimeoutMs: z.number().int().min(0).max(3_600_000).default(FLEET_DEFAULTS.handoffTimeoutMs),
+      })
+      .strict()
+      .default(FLEET_DEFAULTS),
     coordinator: z
       .object({
         /** Where processors report; also what `cairn coordinator` listens on unless flags say otherwise. */
@@ -169,6 +185,7 @@ export interface CairnConfig {
   node: string;
   snapshots: { everyRecords: number; retain: number; concurrency: number; evictionGraceMs: number };
   runtime: { batchSize: number; onBadRecord: 'stop' | 'skip' };
+  fleet: { sessionTimeoutMs: number; checkpointOnRevoke: boolean; commitIntervalMs: number; handoffTimeoutMs: number };
   coordinator?: CoordinatorConfig;
 }
 
@@ -236,6 +253,7 @@ export function normaliseConfig(raw: unknown, baseDir: string, source: string): 
     node: c.node ?? defaultNodeName(),
     snapshots: c.snapshots,
     runtime: c.runtime,
+    fleet: c.fleet,
     ...(c.coordinator ? { coordinator: c.coordinator } : {}),
   };
 }

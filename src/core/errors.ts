@@ -18,6 +18,11 @@ export const ERROR_CODES = {
    * outage: the store answered every request. Final once returned (the loop already retried).
    */
   CONFLICT: { retryable: false, exit: 1 },
+  /**
+   * This worker no longer owns the partition: a rebalance gave it to another member of the
+   * group. Nothing of it was published or committed; the worker drops the partition.
+   */
+  FENCED: { retryable: false, exit: 1 },
   /** The object store could not be reached or answered with a temporary failure. */
   STORE_UNAVAILABLE: { retryable: true, exit: 1 },
   /** The object store refused the request for a permanent reason (auth, bad bucket). */

@@ -64,7 +64,7 @@ class PartitionLog {
 }
 
 export class EmbeddedLog implements Log {
-  readonly capabilities: LogCapabilities = { name: 'embedded', multiProcess: false };
+  readonly capabilities: LogCapabilities = { name: 'embedded', multiProcess: false, groups: false };
   private readonly dir: string;
   private readonly sync: boolean;
   private readonly openPartitions = new Map<string, Promise<PartitionLog>>();

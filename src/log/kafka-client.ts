@@ -104,6 +104,13 @@ function errorChain(err: unknown): KafkaJSErrorLike[] {
   return out;
 }
 
+/** Kafka's error types (e.g. `ILLEGAL_GENERATION`) anywhere in what kafkajs threw. */
+export function kafkaErrorTypes(err: unknown): string[] {
+  return errorChain(err)
+    .map((e) => e.type)
+    .filter((t): t is string => typeof t === 'string');
+}
+
 const NOT_FOUND_TYPES = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'UNKNOWN_TOPIC_ID']);
 /** The request itself is wrong: retrying the same records cannot succeed. */
 const BAD_INPUT_TYPES = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_TIMESTAMP', 'INVALID_RECORD', 'CORRUPT_MESSAGE', 'INVALID_TOPIC_EXCEPTION']);
@@ -168,6 +175,17 @@ export function kafkaError(err: unknown, what: string): CairnError {
   // A KafkaJS error with a broker error code that is none of the above says itself whether
   // it is retriable; anything without one (a timeout, a socket, a plain error) is an outage.
   return new CairnError('LOG_UNAVAILABLE', message, { cause: err, retryable: transient || types.length === 0 || !kafkajs });
+}
+
+/**
+ * Why a fetched record batch cannot be read at all, when that is what an error says: a
+ * codec kafkajs does not have, or one that refuses the bytes (kafka-codecs.ts names itself
+ * in its messages). Fetching the same batch again gives the same answer, so this is a
+ * damaged log for the reader, not an outage to wait out.
+ */
+export function unreadableBatch(err: unknown): string | undefined {
+  const hit = errorChain(err).find((e) => e.name === 'KafkaJSNotImplemented' || /^(?:snappy|lz4|zstd): cannot decompress/.test(e.message ?? ''));
+  return hit?.message;
 }
 
 /**
@@ -254,6 +272,19 @@ export class KafkaAdmin {
         if (failed.length === 0 || failed.some((g) => g.error && g.error.type !== 'GROUP_ID_NOT_FOUND')) throw err;
       }
     });
+  }
+
+  /** A consumer group's state and members: client id and assigned partitions of this topic. */
+  async describeGroup(groupId: string): Promise<{ state: string; members: Array<{ clientId: string; partitions: number[] }> }> {
+    const { groups } = await this.call(`cannot describe group ${groupId}`, (a) => a.describeGroups([groupId]));
+    const g = groups[0];
+    return {
+      state: g?.state ?? 'Dead',
+      members: (g?.members ?? []).map((m) => {
+        const assignment = m.memberAssignment.length > 0 ? AssignerProtocol.MemberAssignment.decode(m.memberAssignment) : null;
+        return { clientId: m.clientId, partitions: assignment?.assignment[this.topic] ?? [] };
+      }),
+    };
   }
 
   async close(): Promise<void> {

@@ -3,7 +3,7 @@ import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { CairnError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { RecordBuffer, messageBytes } from './kafka-buffer.js';
-import { kafkaError, singlePartitionAssigner, withDeadline } from './kafka-client.js';
+import { kafkaError, singlePartitionAssigner, unreadableBatch, withDeadline } from './kafka-client.js';
 import type { LogInfo, LogRecord, ReadOptions } from './types.js';
 import { Wakeup } from './wakeup.js';
 
@@ -59,6 +59,8 @@ export interface ReaderSettings {
 }
 
 const HEARTBEAT_EVERY_MS = 1000;
+/** The broker's lower bound (group.min.session.timeout.ms) is 6 s by default. */
+const READER_SESSION_TIMEOUT_MS = 10_000;
 
 export class PartitionReader {
   private consumer: Consumer | undefined;
@@ -219,6 +221,9 @@ export class PartitionReader {
       maxBytes: 2 * this.s.maxBytesPerPartition,
       minBytes: 1,
       maxWaitTimeInMs: this.s.maxWaitTimeInMs,
+      // The group is private and holds no offsets: a member of a killed process should leave
+      // it soon, so the group can be deleted (kafkajs's default is 30 s).
+      sessionTimeout: READER_SESSION_TIMEOUT_MS,
       allowAutoTopicCreation: false,
       // We rebuild a crashed consumer ourselves, so that its position comes from us.
       retry: { retries: this.s.retries, initialRetryTime: 300, maxRetryTime: 3000, restartOnFailure: async () => false },
@@ -317,6 +322,13 @@ export class PartitionReader {
   }
 
   private throwIfUnhealthy(): void {
+    const unreadable = this.failure && unreadableBatch(this.failure);
+    if (unreadable) {
+      throw new CairnError('CORRUPT', `kafka reader for ${this.s.topic}/${this.s.partition} cannot read the record batch at offset ${this.next}: ${unreadable}`, {
+        cause: this.failure,
+        details: { topic: this.s.topic, partition: this.s.partition, lsn: this.next },
+      });
+    }
     if (this.failure) throw unavailable(this.s, `its consumer stopped (${this.failure.message}); the next read reconnects`, this.failure);
     if (this.holding === 0 && Date.now() - this.lastProgressAt > this.s.stallMs) {
       throw unavailable(this.s, `no answer from the broker for ${Date.now() - this.lastProgressAt} ms; the next read reconnects`);

@@ -7,7 +7,8 @@ import { parseLsn, validatePartition } from '../core/names.js';
 import { KafkaAdmin, createKafkaClient } from './kafka-client.js';
 import { KafkaAppender, encodeRecords } from './kafka-producer.js';
 import { PartitionReader } from './kafka-reader.js';
-import type { AppendRecord, Log, LogCapabilities, LogInfo, LogRecord, ReadOptions } from './types.js';
+import { joinKafkaGroup } from './kafka-group.js';
+import type { AppendRecord, GroupMembership, GroupOptions, Log, LogCapabilities, LogInfo, LogRecord, ReadOptions } from './types.js';
 
 /**
  * The Kafka log: Cairn partition `pN` is partition N of one topic (unless `partitions` maps
@@ -58,15 +59,18 @@ export interface KafkaLogOptions {
 }
 
 const MiB = 1024 * 1024;
+/** Group members' client ids: `<clientId>-worker-<node>`. */
+const MEMBER_INFIX = '-worker-';
 const MAX_KAFKA_PARTITION = 2 ** 31 - 1;
 
 export class KafkaLog implements Log {
-  readonly capabilities: LogCapabilities = { name: 'kafka', multiProcess: true };
+  readonly capabilities: LogCapabilities = { name: 'kafka', multiProcess: true, groups: true };
   private readonly o: Required<Omit<KafkaLogOptions, 'logger' | 'ssl' | 'sasl'>> & Pick<KafkaLogOptions, 'ssl' | 'sasl'> & { logger: Logger };
   private client: Kafka | undefined;
   private adminClient: KafkaAdmin | undefined;
   private appender: KafkaAppender | undefined;
   private readonly readers = new Map<number, PartitionReader>();
+  private readonly memberships = new Set<GroupMembership>();
   private closed = false;
 
   constructor(options: KafkaLogOptions) {
@@ -103,8 +107,7 @@ export class KafkaLog implements Log {
   async partitions(): Promise<string[]> {
     if (this.closed) throw new CairnError('ABORTED', 'the kafka log is closed');
     const count = await this.admin().partitionCount();
-    const named = new Map(Object.entries(this.o.partitions).map(([name, n]) => [n, name] as const));
-    return Array.from({ length: count }, (_, n) => named.get(n) ?? `p${n}`).sort();
+    return Array.from({ length: count }, (_, n) => this.nameOf(n)).sort();
   }
 
   async append(partition: string, records: AppendRecord[]): Promise<{ first: number; last: number }> {
@@ -152,6 +155,26 @@ export class KafkaLog implements Log {
     return admin.watermarks(n);
   }
 
+  /** Joins consumer group `options.group` on the topic (kafka-group.ts); members leave on close too. */
+  async joinGroup(options: GroupOptions): Promise<GroupMembership> {
+    if (this.closed) throw new CairnError('ABORTED', 'the kafka log is closed');
+    const membership = await joinKafkaGroup({
+      ...options,
+      // A client of its own: its client id names the worker, which other members read back
+      // (describeGroups) to tell a live previous owner from a dead one.
+      kafka: this.newClient(`${this.o.clientId}${MEMBER_INFIX}${options.member}`),
+      admin: this.admin(),
+      memberOf: (clientId) => (clientId.startsWith(`${this.o.clientId}${MEMBER_INFIX}`) ? clientId.slice(this.o.clientId.length + MEMBER_INFIX.length) : undefined),
+      topic: this.o.topic,
+      nameOf: (n) => this.nameOf(n),
+      numberOf: (name) => this.partitionOf(name),
+      timeoutMs: this.o.operationTimeoutMs,
+      logger: this.o.logger,
+    });
+    this.memberships.add(membership);
+    return membership;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -170,6 +193,12 @@ export class KafkaLog implements Log {
     return n;
   }
 
+  /** The Cairn name of topic partition N: its name under log.partitions, else `pN`. */
+  private nameOf(n: number): string {
+    for (const [name, mapped] of Object.entries(this.o.partitions)) if (mapped === n) return name;
+    return `p${n}`;
+  }
+
   /** `pN` is partition N unless the configuration maps the name; nothing else is guessed. */
   private partitionOf(partition: string): number {
     const name = validatePartition(partition);
@@ -186,9 +215,14 @@ export class KafkaLog implements Log {
   }
 
   private kafka(): Kafka {
-    this.client ??= createKafkaClient({
+    this.client ??= this.newClient(this.o.clientId);
+    return this.client;
+  }
+
+  private newClient(clientId: string): Kafka {
+    return createKafkaClient({
       brokers: this.o.brokers,
-      clientId: this.o.clientId,
+      clientId,
       logger: this.o.logger,
       retries: this.o.retries,
       connectionTimeoutMs: this.o.connectionTimeoutMs,
@@ -196,7 +230,6 @@ export class KafkaLog implements Log {
       ...(this.o.ssl ? { ssl: this.o.ssl } : {}),
       ...(this.o.sasl ? { sasl: this.o.sasl } : {}),
     });
-    return this.client;
   }
 
   private admin(): KafkaAdmin {

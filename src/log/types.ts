@@ -63,6 +63,51 @@ export interface LogCapabilities {
   readonly name: string;
   /** Whether a writer in another process can append while this one reads. */
   readonly multiProcess: boolean;
+  /** Whether `joinGroup` balances partitions over workers (Kafka's consumer-group protocol). */
+  readonly groups: boolean;
+}
+
+export interface GroupOptions {
+  /** The group's name; every worker with the same name shares the topic's partitions. */
+  group: string;
+  /** This worker's node name; other members see it (GroupMembership.view). */
+  member: string;
+  /** A member silent this long is dropped and its partitions move (Kafka session.timeout.ms). */
+  sessionTimeoutMs: number;
+  /**
+   * Called after each rebalance with the Cairn partitions this member gained and lost. Not
+   * awaited: the protocol does not wait for a member to finish with what it lost, which is
+   * why ownership is also checked where it matters (snapshot publication, offset commits).
+   */
+  onAssignment(gained: string[], lost: string[]): void;
+}
+
+export interface GroupView {
+  /** No rebalance under way: the assignment below is the one every member works from. */
+  stable: boolean;
+  members: Set<string>;
+  /** Partition name → node it is assigned to (stable groups only; empty otherwise). */
+  owners: Map<string, string>;
+}
+
+/** A worker's membership in a group (GroupOptions). */
+export interface GroupMembership {
+  /** The partitions this member owns as of the last rebalance it saw. */
+  readonly assigned: ReadonlySet<string>;
+  /**
+   * Records `offset` (applied LSN + 1) as the group's position for `partition`, where
+   * Kafka's tools show it and its lag. Never where Cairn resumes from (local state and
+   * snapshots are). FENCED when the broker no longer counts this member as the owner.
+   */
+  commit(partition: string, offset: number): Promise<void>;
+  /**
+   * The group as the broker sees it now: whether a rebalance is under way, each member's
+   * node name, and which node each partition is assigned to. Members learn of a rebalance
+   * at slightly different moments; this is the one view they all agree on.
+   */
+  view(): Promise<GroupView>;
+  /** Leaves the group (its partitions move to the other members at once). */
+  leave(): Promise<void>;
 }
 
 export interface ReadOptions {
@@ -95,5 +140,7 @@ export interface Log {
   partitions(): Promise<string[]>;
   /** A stable description of where a partition's records come from, e.g. `embedded:p0`. */
   source(partition: string): string;
+  /** Joins a group that balances the partitions over workers; only where capabilities.groups. */
+  joinGroup?(options: GroupOptions): Promise<GroupMembership>;
   close(): Promise<void>;
 }

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { CairnConfig, CoordinatorConfig } from '../core/config.js';
+import { badInput } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { validatePartition } from '../core/names.js';
 import { createLog } from '../log/index.js';
@@ -9,6 +10,7 @@ import { PartitionState } from '../state/partition-state.js';
 import { createStore } from '../store/index.js';
 import type { ObjectStore } from '../store/types.js';
 import type { CoordinatorLink } from './coordinator-reporter.js';
+import { Fleet } from './fleet.js';
 import { ForkOperations } from './forks.js';
 import { createRuntimeMetrics, type RuntimeMetrics } from './metrics.js';
 import { PartitionProcessor, type PartitionProcessorOptions } from './partition-processor.js';
@@ -23,7 +25,10 @@ export interface CairnOptions {
   log?: Log;
 }
 
-export type ProcessorOverrides = Partial<Pick<PartitionProcessorOptions, 'stateDir' | 'everyRecords' | 'unavailableTimeoutMs' | 'batchSize' | 'onBadRecord' | 'node' | 'onBootstrapProgress' | 'coordinator' | 'logPartition'>>;
+export type ProcessorOverrides = Partial<Pick<PartitionProcessorOptions, 'stateDir' | 'everyRecords' | 'unavailableTimeoutMs' | 'batchSize' | 'onBadRecord' | 'node' | 'onBootstrapProgress' | 'coordinator' | 'logPartition' | 'ownership'>>;
+
+/** Kafka accepts almost any group id; Cairn's are kept to what is safe in logs, metrics and URLs. */
+const GROUP_NAME = /^[A-Za-z0-9._-]{1,200}$/;
 
 function coordinatorLink(c: CoordinatorConfig): CoordinatorLink {
   return { url: c.url, intervalMs: c.reportIntervalMs, ...(c.token ? { token: c.token } : {}) };
@@ -105,6 +110,24 @@ export class Cairn {
       metrics: this.metrics,
       ...(this.config.coordinator ? { coordinator: coordinatorLink(this.config.coordinator) } : {}),
       ...overrides,
+    });
+  }
+
+  /**
+   * A worker in group `group` (fleet.ts): Kafka's group protocol decides which partitions of
+   * the topic it applies with `processor`; run it with `fleet.run(signal)`.
+   */
+  fleet(group: string, processor: Processor, overrides: Omit<ProcessorOverrides, 'ownership'> = {}): Fleet {
+    if (!GROUP_NAME.test(group)) throw badInput(`invalid group name ${JSON.stringify(group)}: 1-200 of letters, digits, '.', '_' and '-'`);
+    return new Fleet({
+      group,
+      node: this.config.node,
+      log: this.log,
+      store: this.store,
+      runner: (partition, ownership) => this.processor(partition, processor, { ...overrides, ownership }),
+      ...this.config.fleet,
+      logger: this.logger,
+      metrics: this.metrics,
     });
   }
 

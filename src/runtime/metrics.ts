@@ -10,6 +10,8 @@ export interface RuntimeMetrics {
   snapshotBytes: Counter<'partition' | 'kind'>;
   syncPause: Histogram<'partition'>;
   coordinatorReports: Counter<'partition' | 'outcome'>;
+  ownershipChanges: Counter<'change'>;
+  handoffSeconds: Histogram<string>;
 }
 
 export function createRuntimeMetrics(registry = new Registry()): RuntimeMetrics {
@@ -21,6 +23,8 @@ export function createRuntimeMetrics(registry = new Registry()): RuntimeMetrics 
     snapshots: new Counter({ name: 'cairn_snapshots_total', help: 'Snapshots by outcome (published, superseded, failed)', labelNames: ['partition', 'status'], registers: [registry] }),
     snapshotBytes: new Counter({ name: 'cairn_snapshot_bytes_total', help: 'Snapshot bytes uploaded from this worker or copied server-side', labelNames: ['partition', 'kind'], registers: [registry] }),
     syncPause: new Histogram({ name: 'cairn_snapshot_sync_pause_seconds', help: 'Time the apply loop was paused to capture a consistent file set', labelNames: ['partition'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry] }),
+    ownershipChanges: new Counter({ name: 'cairn_partition_ownership_changes_total', help: 'Partitions this worker gained, lost to a rebalance, or handed back when stopping (group mode)', labelNames: ['change'], registers: [registry] }),
+    handoffSeconds: new Histogram({ name: 'cairn_partition_handoff_seconds', help: 'From being assigned a partition to running it: waiting for the previous owner, then claiming (group mode)', buckets: [0.05, 0.1, 0.5, 1, 5, 10, 30, 60], registers: [registry] }),
     coordinatorReports: new Counter({ name: 'cairn_coordinator_reports_total', help: 'Reports sent to the coordinator by outcome (ok, failed)', labelNames: ['partition', 'outcome'], registers: [registry] }),
   };
 }

@@ -7,6 +7,7 @@ import type { Logger } from '../core/logger.js';
 import { validatePartition } from '../core/names.js';
 import type { Log, LogRecord } from '../log/types.js';
 import type { CheckpointResult, SnapshotRepository } from '../snapshots/repository.js';
+import type { Ownership } from '../snapshots/ownership.js';
 import { isLocalCorruption } from '../state/integrity.js';
 import { PartitionState } from '../state/partition-state.js';
 import { BatchWrites } from './batch.js';
@@ -38,6 +39,8 @@ export interface PartitionProcessorOptions {
   metrics?: RuntimeMetrics;
   /** Report progress to this coordinator while running, and follow its commands. */
   coordinator?: CoordinatorLink;
+  /** In a worker group: the claim checked before each snapshot is published (FENCED stops the partition). */
+  ownership?: Ownership;
   onBootstrapProgress?: (done: number, total: number) => void;
 }
 
@@ -94,6 +97,8 @@ export class PartitionProcessor {
   /** Set when local state turned out damaged (a capture's table check, a failed read): rebuild before the next batch. */
   private damage: CairnError | undefined;
   private rebuilds = 0;
+  /** Set when a publish found the partition claimed by another worker: the loop stops. */
+  private fenced: CairnError | undefined;
   private readonly decode: RecordDecoder;
   readonly dir: string;
 
@@ -193,6 +198,7 @@ export class PartitionProcessor {
     const { signal } = options;
     const bounded = isBatchRun(options);
     while (!signal?.aborted) {
+      if (this.fenced) throw this.fenced;
       if (this.damage) await this.rebuildDamagedState(this.damage);
       if (this.requested && !this.inFlight) await this.serveSnapshotRequest();
       if (options.untilLsn !== undefined && this.appliedLsn >= options.untilLsn) {
@@ -359,7 +365,7 @@ export class PartitionProcessor {
     const capture = await state.capture(staging);
     metrics?.syncPause.observe({ partition }, capture.syncPauseMs / 1000);
     const result = repository
-      .checkpoint(capture, { partition, node, source: log.source(this.logPartition), logger })
+      .checkpoint(capture, { partition, node, source: log.source(this.logPartition), logger, ...(this.options.ownership ? { beforePublish: this.options.ownership.check } : {}) })
       .finally(() => capture.release().catch(() => undefined));
     const settled = result.then(
       (r) => {
@@ -373,6 +379,7 @@ export class PartitionProcessor {
       },
       (err: unknown) => {
         if (isLocalCorruption(err)) this.damage = err;
+        if (isCairnError(err, 'FENCED')) this.fenced = err; // the loop stops at its next turn
         this.policy.failed(Date.now());
         metrics?.snapshots.inc({ partition, status: 'failed' });
         logger.error({ partition, err: toCairnError(err) }, 'snapshot failed; will retry');

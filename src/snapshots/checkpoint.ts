@@ -30,6 +30,11 @@ export interface CheckpointOptions {
   /** sha256 by `${name}:${size}`; default: the capture's own (valid for its open database). */
   hashCache?: Map<string, string>;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Called after the snapshot is complete and just before latest.json moves; a throw
+   * publishes nothing (e.g. FENCED: the partition is another worker's now, ownership.ts).
+   */
+  beforePublish?: () => Promise<void>;
   logger?: Logger;
   signal?: AbortSignal;
 }
@@ -141,6 +146,7 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
     // Nothing under the folder is written after metadata.json: it marks the snapshot complete.
     await store.put(layout.metadata(path), JSON.stringify(metadata, null, 2), { ifNoneMatch: '*', contentType: 'application/json' });
     metadataWritten = true;
+    await options.beforePublish?.();
     const published = await publishPointer(store, options.partition, toRetainedEntry(metadata, path), {
       retain: options.retain,
       known,

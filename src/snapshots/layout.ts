@@ -8,6 +8,8 @@ import { validatePartition, validateForkName } from '../core/names.js';
 export const layout = {
   partitionPrefix: (partition: string) => `${validatePartition(partition)}/`,
   latest: (partition: string) => `${validatePartition(partition)}/latest.json`,
+  /** Which member of a worker group owns the partition (ownership.ts). */
+  owner: (partition: string) => `${validatePartition(partition)}/owner.json`,
   snapshotPath: (partition: string, snapshotId: string, lsn: number) =>
     `${validatePartition(partition)}/${snapshotFolderName(snapshotId, lsn)}`,
   metadata: (snapshotPath: string) => `${snapshotPath}/metadata.json`,

@@ -4,7 +4,7 @@ import type { AppendRecord, Log, LogInfo, LogRecord, ReadOptions } from '../../s
 
 /** An array-backed log so the apply benchmark measures the runtime, not a log backend. */
 export class MemoryLog implements Log {
-  readonly capabilities = { name: 'memory', multiProcess: false };
+  readonly capabilities = { name: 'memory', multiProcess: false, groups: false };
   private readonly records: LogRecord[] = [];
 
   async append(_partition: string, records: AppendRecord[]): Promise<{ first: number; last: number }> {

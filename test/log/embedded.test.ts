@@ -58,7 +58,7 @@ describe('EmbeddedLog', () => {
     expect(await log.append('p0', [{ key: 'c', value: 3 }])).toEqual({ first: 2, last: 2 });
     expect(await log.trim('p0', 1)).toEqual({ start: 1, end: 3 });
     expect(log.source('p0')).toBe('embedded:p0');
-    expect(log.capabilities).toEqual({ name: 'embedded', multiProcess: false });
+    expect(log.capabilities).toEqual({ name: 'embedded', multiProcess: false, groups: false });
     await log.close();
 
     const again = new EmbeddedLog({ dir });

@@ -58,7 +58,7 @@ const rec = (i: number) => ({ key: `k${i}`, value: { i } });
 describe('KafkaLog', () => {
   it('createLog builds a Kafka log without connecting; a broker that is not there is LOG_UNAVAILABLE', async () => {
     const log = createLog({ type: 'kafka', brokers: ['127.0.0.1:1'], topic: 'nowhere', clientId: 'c', partitions: { orders: 4 }, unavailableTimeoutMs: 60_000, compression: 'none' });
-    expect(log.capabilities).toEqual({ name: 'kafka', multiProcess: true });
+    expect(log.capabilities).toEqual({ name: 'kafka', multiProcess: true, groups: true });
     expect(log.source('p3')).toBe('kafka:nowhere/3');
     expect(log.source('orders')).toBe('kafka:nowhere/4');
     await log.close();

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { ConfigResourceTypes } from 'kafkajs';
+import kafkajs, { ConfigResourceTypes } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { bankEvents } from '../../src/cli/demo-events.js';
 import { normaliseConfig, type KafkaCompression, type RawConfig } from '../../src/core/config.js';
@@ -113,5 +113,24 @@ describe('a topic with tombstones, strings, null and empty keys and headers', ()
     expected.delete(`account/${closed}`);
     const state = await readState(stateDir);
     expect(state.entries).toEqual(expected);
+  });
+});
+
+describe('a batch the reader cannot decompress', () => {
+  it('stops the partition as CORRUPT naming the offset, within the stall bound, instead of hanging at applied -1', async () => {
+    const { topic: name } = await topic('no-codec');
+    await javaProduce({ brokers: kafkaBrokers().join(','), topic: name, partition: 0, compression: 'snappy', records: asJava(bankEvents(50, 5)) });
+    // A kafkajs without a snappy codec, as Cairn ran before it registered one.
+    const { CompressionCodecs, CompressionTypes } = kafkajs;
+    const snappy = CompressionCodecs[CompressionTypes.Snappy];
+    Reflect.deleteProperty(CompressionCodecs, CompressionTypes.Snappy);
+    try {
+      const { cairn } = cairnOn(name);
+      const started = Date.now();
+      await expect(runToEnd(cairn, bank)).rejects.toMatchObject({ code: 'CORRUPT', retryable: false, details: { partition: 0, lsn: 0 } });
+      expect(Date.now() - started).toBeLessThan(60_000);
+    } finally {
+      CompressionCodecs[CompressionTypes.Snappy] = snappy;
+    }
   });
 });

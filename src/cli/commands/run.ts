@@ -8,6 +8,7 @@ import { action, parsePort, reportError, type CliContext } from '../context.js';
 
 interface RunFlags {
   partition: string[];
+  group?: string;
   processor: string;
   untilLsn?: string;
   snapshotEvery?: string;
@@ -30,6 +31,7 @@ export function registerRun(program: Command): void {
     .command('run')
     .description('run a partition processor; bootstraps when local state is missing or behind a trim gap')
     .option('--partition <p>', 'partition name; repeat to run several partitions in this process', (p: string, all: string[]) => [...all, p], [] as string[])
+    .option('--group <name>', "join Kafka consumer group NAME: the group protocol assigns this worker its share of the topic's partitions (instead of --partition)")
     .requiredOption('--processor <module>', 'processor module (.ts or .js) whose default export is { name, apply }')
     .option('--until-lsn <n>', 'stop once this LSN is applied')
     .option('--stop-at-end', 'stop once caught up with the end of the log')
@@ -38,25 +40,15 @@ export function registerRun(program: Command): void {
     .option('--metrics-port <port>', 'serve Prometheus metrics on http://127.0.0.1:<port>/metrics (0 = any free port)')
     .action(
       action(async (ctx, flags: RunFlags) => {
-        if (flags.partition.length === 0) throw new CairnError('BAD_INPUT', 'missing required option --partition');
+        if (flags.group !== undefined) return runGroup(ctx, flags);
+        if (flags.partition.length === 0) throw new CairnError('BAD_INPUT', 'missing required option --partition (or --group)');
         const partitions = flags.partition.map((p) => validatePartition(p));
         const twice = partitions.find((p, i) => partitions.indexOf(p) !== i);
         if (twice) throw new CairnError('BAD_INPUT', `--partition ${twice} given twice`);
         const untilLsn = flags.untilLsn === undefined ? undefined : parseLsn(flags.untilLsn, '--until-lsn');
         const everyRecords = flags.snapshotEvery === undefined ? undefined : parseLsn(flags.snapshotEvery, '--snapshot-every');
-        const metricsPort = flags.metricsPort === undefined ? undefined : parsePort(flags.metricsPort, '--metrics-port');
         const processor = await loadProcessor(flags.processor);
-        // A long-running worker: structured info logs on stderr are its operational record.
-        if (!process.env.CAIRN_LOG_LEVEL && !ctx.globals.quiet) ctx.logger.level = 'info';
-        const controller = new AbortController();
-        const stop = (signal: NodeJS.Signals) => {
-          ctx.logger.info({ signal }, 'stopping after the current batch');
-          controller.abort();
-        };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-        const metrics = metricsPort === undefined ? undefined : await serveMetrics(ctx.cairn.metrics.registry, metricsPort);
-        if (metrics) ctx.logger.info({ url: metrics.url }, 'serving metrics');
+        const { controller, finish } = await startWorker(ctx, flags, 'stopping after the current batch');
         const progress = ctx.progress('bootstrap');
         // One processor per partition, each with its own state, snapshots and read loop: a
         // slow or failing partition holds back no other.
@@ -84,9 +76,7 @@ export function registerRun(program: Command): void {
           return report(ctx, partitions, outcomes, controller.signal);
         } finally {
           progress.stop();
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          await metrics?.close();
+          await finish();
         }
       }),
     );
@@ -141,4 +131,50 @@ function report(ctx: CliContext, partitions: string[], outcomes: Outcome[], sign
     results.map((r) => ('appliedLsn' in r ? describeRun(r) : 'error' in r && r.error ? `${r.partition}: failed: ${r.error.message} [${r.error.code}]` : `${r.partition}: stopped before its state opened`)).join('\n'),
   );
   return exit;
+}
+
+/**
+ * `cairn run --group NAME`: a long-running worker of a group (runtime/fleet.ts), until
+ * SIGTERM/SIGINT, which hands every partition back (checkpointed, fleet.checkpointOnRevoke)
+ * before leaving the group. Exit 1 when a partition fails, after handing the rest back.
+ */
+async function runGroup(ctx: CliContext, flags: RunFlags): Promise<number> {
+  const misplaced = (['partition', 'untilLsn', 'stopAtEnd'] as const).find((f) => (f === 'partition' ? flags.partition.length > 0 : flags[f] !== undefined));
+  if (misplaced) throw new CairnError('BAD_INPUT', `--group cannot be combined with --${misplaced.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: a group worker runs what the group assigns, until stopped`);
+  const everyRecords = flags.snapshotEvery === undefined ? undefined : parseLsn(flags.snapshotEvery, '--snapshot-every');
+  const fleet = ctx.cairn.fleet(flags.group!, await loadProcessor(flags.processor), everyRecords !== undefined ? { everyRecords } : {});
+  const { controller, finish } = await startWorker(ctx, flags, 'handing partitions back and leaving the group');
+  try {
+    const summary = await fleet.run(controller.signal);
+    ctx.output(summary, () => summary.partitions.map((p) => `${p.partition}: ${p.ended}${p.summary ? ` at LSN ${p.summary.appliedLsn} (${p.summary.recordsApplied} applied)` : ''}`).join('\n') || 'no partitions were assigned');
+    return 0;
+  } finally {
+    await finish();
+  }
+}
+
+/**
+ * What every long-running `cairn run` sets up: info logs on stderr (its operational record),
+ * SIGINT/SIGTERM as a clean stop, and the metrics endpoint when asked for.
+ */
+async function startWorker(ctx: CliContext, flags: RunFlags, stopping: string): Promise<{ controller: AbortController; finish: () => Promise<void> }> {
+  const metricsPort = flags.metricsPort === undefined ? undefined : parsePort(flags.metricsPort, '--metrics-port');
+  if (!process.env.CAIRN_LOG_LEVEL && !ctx.globals.quiet) ctx.logger.level = 'info';
+  const controller = new AbortController();
+  const stop = (signal: NodeJS.Signals) => {
+    ctx.logger.info({ signal }, stopping);
+    controller.abort();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const metrics = metricsPort === undefined ? undefined : await serveMetrics(ctx.cairn.metrics.registry, metricsPort);
+  if (metrics) ctx.logger.info({ url: metrics.url }, 'serving metrics');
+  return {
+    controller,
+    finish: async () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      await metrics?.close();
+    },
+  };
 }
