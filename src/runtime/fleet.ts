@@ -79,6 +79,11 @@ export class Fleet {
     }
   }
 
+  /** The partitions this worker runs now, for live queries (worker-server.ts). */
+  partitions(): ReadonlyMap<string, PartitionProcessor> {
+    return new Map([...this.running].map(([p, entry]) => [p, entry.runner]));
+  }
+
   /** Runs until `signal` aborts or a partition fails; then hands every partition back. */
   async run(signal: AbortSignal): Promise<FleetSummary> {
     const { group, node, sessionTimeoutMs, logger } = this.o;
@@ -192,6 +197,7 @@ export class Fleet {
     const result = await entry.done;
     const appliedLsn = entry.runner.appliedLsn;
     this.running.delete(partition);
+    this.o.metrics?.partitionLag.remove({ partition });
     if (ending === 'stopped') await this.commit(partition, entry);
     await entry.runner.close().catch((err: unknown) => this.o.logger.warn({ partition, err }, 'closing partition state failed'));
     if (result.ended !== 'fenced' && this.o.checkpointOnRevoke) await entry.ownership.release().catch(() => undefined);
@@ -211,6 +217,10 @@ export class Fleet {
   /** Applied LSN + 1 as the group's offset; a member that lost the partition is refused (FENCED). */
   private async commit(partition: string, entry: Running): Promise<void> {
     const offset = entry.runner.appliedLsn + 1;
+    await this.o.log.info(partition).then(
+      ({ end }) => this.o.metrics?.partitionLag.set({ partition }, Math.max(0, end - offset)),
+      () => undefined, // an outage shows in the partition's own logs; the gauge keeps its last value
+    );
     if (offset <= 0 || offset === entry.committed) return;
     try {
       await this.membership!.commit(partition, offset);

@@ -11,6 +11,7 @@ export interface RuntimeMetrics {
   syncPause: Histogram<'partition'>;
   coordinatorReports: Counter<'partition' | 'outcome'>;
   ownershipChanges: Counter<'change'>;
+  partitionLag: Gauge<'partition'>;
   handoffSeconds: Histogram<string>;
 }
 
@@ -24,6 +25,7 @@ export function createRuntimeMetrics(registry = new Registry()): RuntimeMetrics 
     snapshotBytes: new Counter({ name: 'cairn_snapshot_bytes_total', help: 'Snapshot bytes uploaded from this worker or copied server-side', labelNames: ['partition', 'kind'], registers: [registry] }),
     syncPause: new Histogram({ name: 'cairn_snapshot_sync_pause_seconds', help: 'Time the apply loop was paused to capture a consistent file set', labelNames: ['partition'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry] }),
     ownershipChanges: new Counter({ name: 'cairn_partition_ownership_changes_total', help: 'Partitions this worker gained, lost to a rebalance, or handed back when stopping (group mode)', labelNames: ['change'], registers: [registry] }),
+    partitionLag: new Gauge({ name: 'cairn_partition_lag', help: 'Offsets still to apply: log end - applied LSN - 1 (group mode, updated with each offset commit)', labelNames: ['partition'], registers: [registry] }),
     handoffSeconds: new Histogram({ name: 'cairn_partition_handoff_seconds', help: 'From being assigned a partition to running it: waiting for the previous owner, then claiming (group mode)', buckets: [0.05, 0.1, 0.5, 1, 5, 10, 30, 60], registers: [registry] }),
     coordinatorReports: new Counter({ name: 'cairn_coordinator_reports_total', help: 'Reports sent to the coordinator by outcome (ok, failed)', labelNames: ['partition', 'outcome'], registers: [registry] }),
   };

@@ -124,6 +124,17 @@ export class PartitionProcessor {
     return this.state?.appliedLsn ?? -1;
   }
 
+  /** Whether local state is open (and so can answer queries). */
+  get isOpen(): boolean {
+    return this.state !== undefined;
+  }
+
+  /** A consistent read of the live state (PartitionState.query); STATE_UNAVAILABLE before it is open. */
+  query(q: Parameters<PartitionState['query']>[0]): ReturnType<PartitionState['query']> {
+    if (!this.state) throw new CairnError('STATE_UNAVAILABLE', `${this.options.partition}: state is not open yet`, { details: { partition: this.options.partition } });
+    return this.state.query(q);
+  }
+
   /** LSN of the last snapshot this processor published or restored from; -1 when none. */
   get snapshotLsn(): number {
     return this.lastSnapshotLsn;

@@ -242,6 +242,35 @@ export class PartitionState {
     }
   }
 
+  /**
+   * A consistent read of the live state, as of one moment while the apply loop keeps
+   * committing: one LevelDB snapshot serves the applied LSN and the entries, so a reader
+   * never sees half a batch or values newer than the LSN it is told (Kafka Streams'
+   * interactive queries). A key, or a range of at most `limit` entries.
+   */
+  async query(q: { key: string } | (Omit<EntriesOptions, 'limit'> & { limit: number })): Promise<{ lsn: number; entries: StateEntry[] }> {
+    this.assertOpen();
+    const snapshot = this.db.snapshot();
+    try {
+      const lsnBuf = await this.db.get(META_LSN, { snapshot });
+      const lsn = lsnBuf === undefined ? -1 : Number(lsnBuf.toString('utf8'));
+      if ('key' in q) {
+        const buf = await this.db.get(DATA_PREFIX + q.key, { snapshot });
+        return { lsn, entries: buf === undefined ? [] : [{ key: q.key, value: this.decode(q.key, buf) }] };
+      }
+      const range: { gt?: string; gte?: string; lt: string; limit: number } = { lt: q.lt !== undefined ? DATA_PREFIX + q.lt : DATA_END, limit: q.limit };
+      if (q.gt !== undefined) range.gt = DATA_PREFIX + q.gt;
+      else range.gte = DATA_PREFIX + (q.gte ?? '');
+      const entries: StateEntry[] = [];
+      for await (const [k, v] of this.db.iterator({ ...range, snapshot })) entries.push({ key: k.slice(DATA_PREFIX.length), value: this.decode(k, v) });
+      return { lsn, entries };
+    } catch (err) {
+      throw stateError(this.dir, err, 'cannot query');
+    } finally {
+      await snapshot.close();
+    }
+  }
+
   async count(): Promise<number> {
     this.assertOpen();
     let n = 0;

@@ -35,9 +35,28 @@ it('cairn run --metrics-port serves Prometheus metrics while running and stops c
   expect(text).toMatch(/cairn_store_/);
   expect((await fetch(url.replace('/metrics', '/other'))).status).toBe(404);
 
+  // The same endpoint: health, readiness, and live queries of the partition it runs.
+  const base = url.replace('/metrics', '');
+  expect((await fetch(`${base}/healthz`)).status).toBe(200);
+  expect(await (await fetch(`${base}/readyz`)).json()).toMatchObject({ ready: true, partitions: ['p0'] });
+  const live = await runCli(['--json', 'state', 'get', '--partition', 'p0', 'account/acct-0007', '--worker', base], { cwd });
+  expect(live.code, live.stderr).toBe(0);
+  const answer = JSON.parse(live.stdout) as { value: { count: number }; lsn: number };
+  expect(answer).toMatchObject({ partition: 'p0', key: 'account/acct-0007', lsn: 499 });
+  expect(answer.value.count).toBeGreaterThan(0);
+  const notHere = await runCli(['state', 'get', '--partition', 'p1', 'account/acct-0007', '--worker', base], { cwd });
+  expect(notHere.code).toBe(1);
+  expect(notHere.stderr).toMatch(/partition p1 is not running on this worker .*\[NOT_FOUND\]/);
+  const missing = await fetch(`${base}/v1/partitions/p0/state/${encodeURIComponent('no/such key')}`);
+  expect(missing.status).toBe(404);
+  expect((await fetch(`${base}/v1/partitions/..%2Fx/state/k`)).status).toBe(400);
+
   const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   child.kill('SIGTERM');
   expect(await exit).toBe(0);
+  // Stopped, the folder gives the same answer.
+  const offline = await runCli(['--json', 'state', 'get', '--partition', 'p0', 'account/acct-0007'], { cwd });
+  expect(JSON.parse(offline.stdout)).toEqual(answer);
   const dump = await runCli(['state', 'dump', '--partition', 'p0'], { cwd });
   expect(JSON.parse(dump.stdout.split('\n')[0]!)).toEqual({ lsn: 499 });
 });

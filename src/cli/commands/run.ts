@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { CairnError, toCairnError } from '../../core/errors.js';
 import { parseLsn, validatePartition } from '../../core/names.js';
-import { serveMetrics } from '../../runtime/metrics-server.js';
+import { serveWorker } from '../../runtime/worker-server.js';
 import { loadProcessor } from '../../runtime/processor-module.js';
 import type { PartitionProcessor, RunSummary } from '../../runtime/partition-processor.js';
 import { action, parsePort, reportError, type CliContext } from '../context.js';
@@ -48,13 +48,14 @@ export function registerRun(program: Command): void {
         const untilLsn = flags.untilLsn === undefined ? undefined : parseLsn(flags.untilLsn, '--until-lsn');
         const everyRecords = flags.snapshotEvery === undefined ? undefined : parseLsn(flags.snapshotEvery, '--snapshot-every');
         const processor = await loadProcessor(flags.processor);
-        const { controller, finish } = await startWorker(ctx, flags, 'stopping after the current batch');
         const progress = ctx.progress('bootstrap');
         // One processor per partition, each with its own state, snapshots and read loop: a
         // slow or failing partition holds back no other.
         const runners = partitions.map((partition) =>
           ctx.cairn.processor(partition, processor, { ...(everyRecords !== undefined ? { everyRecords } : {}), onBootstrapProgress: progress }),
         );
+        const served = new Map(runners.map((r) => [r.partition, r]));
+        const { controller, finish } = await startWorker(ctx, flags, 'stopping after the current batch', () => served);
         try {
           const outcomes = await Promise.allSettled(
             runners.map(async (runner) => {
@@ -143,7 +144,7 @@ async function runGroup(ctx: CliContext, flags: RunFlags): Promise<number> {
   if (misplaced) throw new CairnError('BAD_INPUT', `--group cannot be combined with --${misplaced.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: a group worker runs what the group assigns, until stopped`);
   const everyRecords = flags.snapshotEvery === undefined ? undefined : parseLsn(flags.snapshotEvery, '--snapshot-every');
   const fleet = ctx.cairn.fleet(flags.group!, await loadProcessor(flags.processor), everyRecords !== undefined ? { everyRecords } : {});
-  const { controller, finish } = await startWorker(ctx, flags, 'handing partitions back and leaving the group');
+  const { controller, finish } = await startWorker(ctx, flags, 'handing partitions back and leaving the group', () => fleet.partitions());
   try {
     const summary = await fleet.run(controller.signal);
     ctx.output(summary, () => summary.partitions.map((p) => `${p.partition}: ${p.ended}${p.summary ? ` at LSN ${p.summary.appliedLsn} (${p.summary.recordsApplied} applied)` : ''}`).join('\n') || 'no partitions were assigned');
@@ -157,7 +158,12 @@ async function runGroup(ctx: CliContext, flags: RunFlags): Promise<number> {
  * What every long-running `cairn run` sets up: info logs on stderr (its operational record),
  * SIGINT/SIGTERM as a clean stop, and the metrics endpoint when asked for.
  */
-async function startWorker(ctx: CliContext, flags: RunFlags, stopping: string): Promise<{ controller: AbortController; finish: () => Promise<void> }> {
+async function startWorker(
+  ctx: CliContext,
+  flags: RunFlags,
+  stopping: string,
+  partitions: () => ReadonlyMap<string, PartitionProcessor>,
+): Promise<{ controller: AbortController; finish: () => Promise<void> }> {
   const metricsPort = flags.metricsPort === undefined ? undefined : parsePort(flags.metricsPort, '--metrics-port');
   if (!process.env.CAIRN_LOG_LEVEL && !ctx.globals.quiet) ctx.logger.level = 'info';
   const controller = new AbortController();
@@ -167,8 +173,8 @@ async function startWorker(ctx: CliContext, flags: RunFlags, stopping: string): 
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  const metrics = metricsPort === undefined ? undefined : await serveMetrics(ctx.cairn.metrics.registry, metricsPort);
-  if (metrics) ctx.logger.info({ url: metrics.url }, 'serving metrics');
+  const metrics = metricsPort === undefined ? undefined : await serveWorker({ registry: ctx.cairn.metrics.registry, port: metricsPort, node: ctx.config.node, partitions });
+  if (metrics) ctx.logger.info({ url: `${metrics.url}/metrics`, endpoint: metrics.url }, 'serving metrics, health and live queries');
   return {
     controller,
     finish: async () => {
