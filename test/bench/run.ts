@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: one JSON line per figure, each a ratio of Cairn against a baseline measured
  * in this run on the same data. Sizes: BENCH_STATE_MIB (default 1024), BENCH_SMALL_MIB (10),
- * BENCH_RECORDS (300000), BENCH_KAFKA_RECORDS (1000000). Needs MinIO and Kafka (started here)
+ * BENCH_RECORDS (300000), BENCH_KAFKA_RECORDS (1000000), BENCH_FLEET_STATE_MIB (256). Needs MinIO and Kafka (started here)
  * and s5cmd (built here).
  */
 import { execFileSync } from 'node:child_process';
@@ -16,6 +16,7 @@ import { Cairn } from '../../src/runtime/cairn.js';
 import type { Processor } from '../../src/runtime/processor-module.js';
 import type { Capture } from '../../src/state/types.js';
 import { MemoryLog } from './memory-log.js';
+import { fleetFigures } from './fleet.js';
 import { forkFigures } from './fork.js';
 import { kafkaThroughput } from './kafka.js';
 import { MiB, buildState, emit, ensureMinio, ensureS5cmd, folderBytes, keyOf, median, round, tempDir, timed } from './lib.js';
@@ -24,6 +25,7 @@ const STATE_MIB = Number(process.env.BENCH_STATE_MIB ?? 1024);
 const SMALL_MIB = Number(process.env.BENCH_SMALL_MIB ?? 10);
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 300_000);
 const KAFKA_RECORDS = Number(process.env.BENCH_KAFKA_RECORDS ?? 1_000_000);
+const FLEET_STATE_MIB = Number(process.env.BENCH_FLEET_STATE_MIB ?? 256);
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.stderr.write(`machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}\n`);
@@ -185,3 +187,4 @@ if (only.length === 0 || only.includes('apply')) await applyThroughput();
 if (only.length === 0 || only.includes('state')) await stateFigures();
 if (only.length === 0 || only.includes('fork')) await forkFigures(STATE_MIB, SMALL_MIB);
 if (only.length === 0 || only.includes('kafka')) await kafkaThroughput(KAFKA_RECORDS);
+if (only.length === 0 || only.includes('fleet')) await fleetFigures(FLEET_STATE_MIB);

@@ -143,6 +143,8 @@ async function runGroup(ctx: CliContext, flags: RunFlags): Promise<number> {
   const misplaced = (['partition', 'untilLsn', 'stopAtEnd'] as const).find((f) => (f === 'partition' ? flags.partition.length > 0 : flags[f] !== undefined));
   if (misplaced) throw new CairnError('BAD_INPUT', `--group cannot be combined with --${misplaced.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: a group worker runs what the group assigns, until stopped`);
   const everyRecords = flags.snapshotEvery === undefined ? undefined : parseLsn(flags.snapshotEvery, '--snapshot-every');
+  const { capabilities } = ctx.cairn.log;
+  if (!capabilities.groups) throw new CairnError('BAD_INPUT', `--group needs a log with consumer groups (Kafka); the ${capabilities.name} log has none: name the partitions with --partition`);
   const fleet = ctx.cairn.fleet(flags.group!, await loadProcessor(flags.processor), everyRecords !== undefined ? { everyRecords } : {});
   const { controller, finish } = await startWorker(ctx, flags, 'handing partitions back and leaving the group', () => fleet.partitions());
   try {
