@@ -3,6 +3,7 @@ import type { Logger } from '../core/logger.js';
 import type { GroupMembership, Log } from '../log/types.js';
 import { awaitHandoff, claimOwnership, type Ownership } from '../snapshots/ownership.js';
 import type { ObjectStore } from '../store/types.js';
+import { LogOutage } from './log-outage.js';
 import type { RuntimeMetrics } from './metrics.js';
 import type { PartitionProcessor, RunSummary } from './partition-processor.js';
 
@@ -87,12 +88,17 @@ export class Fleet {
   /** Runs until `signal` aborts or a partition fails; then hands every partition back. */
   async run(signal: AbortSignal): Promise<FleetSummary> {
     const { group, node, sessionTimeoutMs, logger } = this.o;
-    this.membership = await this.o.log.joinGroup!({
-      group,
-      member: node,
-      sessionTimeoutMs,
-      onAssignment: () => void this.enqueue(() => this.reconcile(signal)),
-    });
+    // A worker started while its broker is away waits for it, as a running one does.
+    const outage = new LogOutage({ partition: `group ${group}`, logger, unavailableTimeoutMs: 0 });
+    for (;;) {
+      try {
+        this.membership = await this.o.log.joinGroup!({ group, member: node, sessionTimeoutMs, onAssignment: () => void this.enqueue(() => this.reconcile(signal)) });
+        break;
+      } catch (err) {
+        if (!signal.aborted && !(await outage.waitOut(err, { signal, bounded: false }))) throw err;
+        if (signal.aborted) return { group, node, partitions: [] };
+      }
+    }
     logger.info({ group, node }, 'joined worker group');
     const committing = setInterval(() => void this.commitAll(), this.o.commitIntervalMs);
     // Also on a timer: a start skipped while the group was rebalancing is retried here.
