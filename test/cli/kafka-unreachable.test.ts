@@ -108,23 +108,10 @@ describe('a port nobody listens on', () => {
     }
   });
 
-  it('a group worker started while the broker is away waits for it, and stops cleanly on SIGTERM', async () => {
+  // A worker of fixed partitions, and a group worker started while its broker is away.
+  it.each([[['--partition', 'p0']], [['--group', 'workers']]])('a long-running worker (%j) keeps waiting the outage out, and stops cleanly on SIGTERM', async (mode) => {
     const cwd = kafkaConfig(REFUSED, { unavailableTimeoutMs: 3000 });
-    const w = watch(spawnCli(['run', '--group', 'workers', '--processor', PROCESSOR], { cwd }));
-    try {
-      await w.waitForLine(/log unavailable; waiting/, 30_000);
-      await new Promise((r) => setTimeout(r, 6000));
-      expect(w.isRunning(), w.stderr()).toBe(true);
-      w.child.kill('SIGTERM');
-      expect(await w.exited).toMatchObject({ code: 0 });
-    } finally {
-      if (w.isRunning()) w.child.kill('SIGKILL');
-    }
-  });
-
-  it('a long-running worker keeps waiting the outage out, and stops cleanly on SIGTERM', async () => {
-    const cwd = kafkaConfig(REFUSED, { unavailableTimeoutMs: 3000 });
-    const w = watch(spawnCli(['run', '--partition', 'p0', '--processor', PROCESSOR], { cwd }));
+    const w = watch(spawnCli(['run', ...mode, '--processor', PROCESSOR], { cwd }));
     try {
       await w.waitForLine(/log unavailable; waiting/, 30_000);
       // Well past unavailableTimeoutMs (3 s) and at least two failed calls: still waiting.

@@ -115,26 +115,37 @@ JAVA_OPTS=($HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOcc
 TOOL_OPTS=(-Xshare:auto -XX:TieredStopAtLevel=1 -Xms64m -Xmx256m -Djava.net.preferIPv4Stack=true
   -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$LIBS_DIR/*")
 
+# Builds folder DIR once and atomically: under LOCK (two concurrent `start`s must not build
+# into the same place), BUILDER fills DIR.tmp, which becomes DIR only when complete, so an
+# interrupted run never leaves a half-built folder that passes for a finished one.
+build_once() {
+  local dir="$1" lock="$2" builder="$3"
+  if [[ -d "$dir" ]]; then return 0; fi
+  mkdir -p "$(dirname "$lock")"
+  exec 9>"$lock"
+  flock 9
+  if [[ ! -d "$dir" ]]; then
+    rm -rf "$dir.tmp"
+    "$builder" "$dir.tmp"
+    mv "$dir.tmp" "$dir"
+  fi
+  flock -u 9
+  exec 9>&-
+}
+
 install_kafka() {
   if [[ -d "$LIBS_DIR" ]]; then return 0; fi
   command -v java >/dev/null || { log "java is not installed; cannot run Kafka"; return 1; }
   command -v mvn >/dev/null || { log "mvn is not installed; cannot fetch Kafka from Maven Central"; return 1; }
-  mkdir -p "$HOME_DIR"
-  # A lock so two concurrent `start`s don't resolve into the same folder at once.
-  exec 9>"$HOME_DIR/install.lock"
-  flock 9
-  if [[ ! -d "$LIBS_DIR" ]]; then
-    log "resolving $POM (Kafka $KAFKA_VERSION) from Maven Central into $LIBS_DIR (once per pom change)"
-    rm -rf "$LIBS_DIR.tmp"
-    # Maven 3.8 prints bare ANSI resets even with -B -q; dropped so the log stays readable.
-    mvn -B -q -f "$POM" -Dmaven.repo.local="$M2_DIR" -Dkafka.version="$KAFKA_VERSION" \
-      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIBS_DIR.tmp" 2>&1 |
-      sed 's/\x1b\[0m//g' >&2
-    # Renamed only when complete, so an interrupted copy is never taken for an install.
-    mv "$LIBS_DIR.tmp" "$LIBS_DIR"
-  fi
-  flock -u 9
-  exec 9>&-
+  build_once "$LIBS_DIR" "$HOME_DIR/install.lock" resolve_jars
+}
+
+resolve_jars() {
+  log "resolving $POM (Kafka $KAFKA_VERSION) from Maven Central into $LIBS_DIR (once per pom change)"
+  # Maven 3.8 prints bare ANSI resets even with -B -q; dropped so the log stays readable.
+  mvn -B -q -f "$POM" -Dmaven.repo.local="$M2_DIR" -Dkafka.version="$KAFKA_VERSION" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$1" 2>&1 |
+    sed 's/\x1b\[0m//g' >&2
 }
 
 # A random secret made of [0-9a-f] only, so it needs no quoting in properties, JAAS or exports.
@@ -145,36 +156,34 @@ secret() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
 ensure_tls() {
   if [[ -d "$TLS_DIR" ]]; then return 0; fi
   command -v keytool >/dev/null || { log "keytool (part of the JDK) is not installed; cannot make the TLS files"; return 1; }
-  mkdir -p "$CACHE_ROOT/kafka"
-  # A lock so two concurrent `start`s don't make two CAs, one of them orphaned.
-  exec 7>"$CACHE_ROOT/kafka/tls.lock"
-  flock 7
-  if [[ ! -d "$TLS_DIR" ]]; then
-    log "making a test CA and the broker's keystore in $TLS_DIR (first run only)"
-    local tmp="$TLS_DIR.tmp"
-    rm -rf "$tmp"
-    mkdir -m 700 "$tmp"
-    local pass
-    pass="$(secret)"
-    echo "$pass" >"$tmp/keystore-password"
-    secret >"$tmp/sasl-password"
-    local kt=(keytool -storetype PKCS12 -storepass "$pass" -keypass "$pass")
-    # Ten years: a cache outlives many runs, and an expired CA would fail tests for no reason.
-    "${kt[@]}" -genkeypair -keystore "$tmp/ca.p12" -alias ca -keyalg RSA -keysize 2048 -validity 3650 \
-      -dname "CN=Cairn test CA" -ext bc:c -ext ku:c=keyCertSign,cRLSign >&2
-    "${kt[@]}" -exportcert -keystore "$tmp/ca.p12" -alias ca -rfc -file "$tmp/ca.pem" >&2
-    "${kt[@]}" -genkeypair -keystore "$tmp/broker.p12" -alias broker -keyalg RSA -keysize 2048 -validity 3650 \
-      -dname "CN=localhost" >&2
-    "${kt[@]}" -certreq -keystore "$tmp/broker.p12" -alias broker -file "$tmp/broker.csr" >&2
-    # Clients dial 127.0.0.1 and check it against the SAN (Node and Java both verify hostnames).
-    "${kt[@]}" -gencert -keystore "$tmp/ca.p12" -alias ca -infile "$tmp/broker.csr" -outfile "$tmp/broker.pem" -rfc \
-      -validity 3650 -ext san=ip:127.0.0.1,dns:localhost -ext ku:c=digitalSignature,keyEncipherment -ext eku=serverAuth >&2
-    # The CA first, so keytool can build the chain the broker presents.
-    "${kt[@]}" -importcert -noprompt -keystore "$tmp/broker.p12" -alias ca -file "$tmp/ca.pem" >&2
-    "${kt[@]}" -importcert -noprompt -keystore "$tmp/broker.p12" -alias broker -file "$tmp/broker.pem" >&2
-    rm -f "$tmp/broker.csr"
-    # For Kafka's Java tools (--command-config) against the SASL_SSL listener; also handy by hand.
-    cat >"$tmp/client-sasl.properties" <<EOF
+  build_once "$TLS_DIR" "$CACHE_ROOT/kafka/tls.lock" make_tls
+}
+
+make_tls() {
+  log "making a test CA and the broker's keystore in $TLS_DIR (first run only)"
+  local tmp="$1"
+  mkdir -m 700 "$tmp"
+  local pass
+  pass="$(secret)"
+  echo "$pass" >"$tmp/keystore-password"
+  secret >"$tmp/sasl-password"
+  local kt=(keytool -storetype PKCS12 -storepass "$pass" -keypass "$pass")
+  # Ten years: a cache outlives many runs, and an expired CA would fail tests for no reason.
+  "${kt[@]}" -genkeypair -keystore "$tmp/ca.p12" -alias ca -keyalg RSA -keysize 2048 -validity 3650 \
+    -dname "CN=Cairn test CA" -ext bc:c -ext ku:c=keyCertSign,cRLSign >&2
+  "${kt[@]}" -exportcert -keystore "$tmp/ca.p12" -alias ca -rfc -file "$tmp/ca.pem" >&2
+  "${kt[@]}" -genkeypair -keystore "$tmp/broker.p12" -alias broker -keyalg RSA -keysize 2048 -validity 3650 \
+    -dname "CN=localhost" >&2
+  "${kt[@]}" -certreq -keystore "$tmp/broker.p12" -alias broker -file "$tmp/broker.csr" >&2
+  # Clients dial 127.0.0.1 and check it against the SAN (Node and Java both verify hostnames).
+  "${kt[@]}" -gencert -keystore "$tmp/ca.p12" -alias ca -infile "$tmp/broker.csr" -outfile "$tmp/broker.pem" -rfc \
+    -validity 3650 -ext san=ip:127.0.0.1,dns:localhost -ext ku:c=digitalSignature,keyEncipherment -ext eku=serverAuth >&2
+  # The CA first, so keytool can build the chain the broker presents.
+  "${kt[@]}" -importcert -noprompt -keystore "$tmp/broker.p12" -alias ca -file "$tmp/ca.pem" >&2
+  "${kt[@]}" -importcert -noprompt -keystore "$tmp/broker.p12" -alias broker -file "$tmp/broker.pem" >&2
+  rm -f "$tmp/broker.csr"
+  # For Kafka's Java tools (--command-config) against the SASL_SSL listener; also handy by hand.
+  cat >"$tmp/client-sasl.properties" <<EOF
 security.protocol=SASL_SSL
 sasl.mechanism=SCRAM-SHA-512
 sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$SASL_USER" password="$(cat "$tmp/sasl-password")";
@@ -183,11 +192,6 @@ ssl.truststore.location=$TLS_DIR/ca.pem
 request.timeout.ms=10000
 default.api.timeout.ms=15000
 EOF
-    # Renamed only when complete, so an interrupted run never leaves half a set behind.
-    mv "$tmp" "$TLS_DIR"
-  fi
-  flock -u 7
-  exec 7>&-
 }
 
 render_config() {
