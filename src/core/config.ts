@@ -93,9 +93,11 @@ export const configSchema = z
         concurrency: z.number().int().min(1).max(256).default(16),
         /** How long a snapshot evicted from retained[] stays readable (restores that started on it finish). */
         evictionGraceMs: z.number().int().min(0).max(7 * 24 * 3_600_000).default(300_000),
+        /** "copy": every snapshot self-contained; "shared": unchanged tables referenced where stored (checkpoint.ts, sweep.ts). */
+        sharing: z.enum(['copy', 'shared']).default('copy'),
       })
       .strict()
-      .default({ everyRecords: 100_000, retain: 3, concurrency: 16, evictionGraceMs: 300_000 }),
+      .default({ everyRecords: 100_000, retain: 3, concurrency: 16, evictionGraceMs: 300_000, sharing: 'copy' }),
     runtime: z
       .object({
         batchSize: z.number().int().min(1).max(100_000).default(1000),
@@ -183,7 +185,7 @@ export interface CairnConfig {
   log: LogConfig;
   stateDir: string;
   node: string;
-  snapshots: { everyRecords: number; retain: number; concurrency: number; evictionGraceMs: number };
+  snapshots: { everyRecords: number; retain: number; concurrency: number; evictionGraceMs: number; sharing: 'copy' | 'shared' };
   runtime: { batchSize: number; onBadRecord: 'stop' | 'skip' };
   fleet: { sessionTimeoutMs: number; checkpointOnRevoke: boolean; commitIntervalMs: number; handoffTimeoutMs: number };
   coordinator?: CoordinatorConfig;

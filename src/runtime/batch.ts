@@ -13,7 +13,14 @@ export class BatchWrites {
   readonly writes = new Map<string, StateWrite>();
   private readonly undo = new Map<string, StateWrite | typeof ABSENT>();
 
-  constructor(private readonly read: (key: string) => Promise<unknown>) {}
+  /**
+   * @param journal keep the per-record undo journal. Only `onBadRecord: "skip"` rolls a record
+   * back; when a throw fails the whole batch anyway the journal is pure cost on the hot path.
+   */
+  constructor(
+    private readonly read: (key: string) => Promise<unknown>,
+    private readonly journal = true,
+  ) {}
 
   readonly view: ProcessorState = {
     get: async (key) => {
@@ -38,11 +45,12 @@ export class BatchWrites {
   };
 
   beginRecord(): void {
-    this.undo.clear();
+    if (this.journal) this.undo.clear();
   }
 
   /** Drops the writes of the current record only. */
   rollbackRecord(): void {
+    if (!this.journal) throw new CairnError('INTERNAL', 'rollbackRecord on a batch kept without its undo journal');
     for (const [key, prior] of this.undo) {
       if (prior === ABSENT) this.writes.delete(key);
       else this.writes.set(key, prior);
@@ -56,7 +64,7 @@ export class BatchWrites {
   }
 
   private remember(key: string): void {
-    if (!this.undo.has(key)) this.undo.set(key, this.writes.has(key) ? this.writes.get(key) : ABSENT);
+    if (this.journal && !this.undo.has(key)) this.undo.set(key, this.writes.has(key) ? this.writes.get(key) : ABSENT);
   }
 }
 
@@ -66,7 +74,7 @@ export class BatchWrites {
  * or before throwing) change the batch behind our back: the change would commit or not
  * depending on where the batch boundaries fall, and survive a skipped record's rollback.
  */
-function copyOf(value: unknown): unknown {
+export function copyOf(value: unknown): unknown {
   if (value instanceof Uint8Array) return Buffer.from(value);
   if (value === null || typeof value !== 'object') return value;
   return JSON.parse(JSON.stringify(value));

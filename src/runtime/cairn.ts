@@ -70,6 +70,7 @@ export class Cairn {
       retain: this.config.snapshots.retain,
       concurrency: this.config.snapshots.concurrency,
       evictionGraceMs: this.config.snapshots.evictionGraceMs,
+      sharing: this.config.snapshots.sharing,
       logger: this.logger,
       ...(this.config.store.storageClass ? { storageClass: this.config.store.storageClass } : {}),
     });

@@ -11,6 +11,7 @@ import type { Ownership } from '../snapshots/ownership.js';
 import { isLocalCorruption } from '../state/integrity.js';
 import { PartitionState } from '../state/partition-state.js';
 import { BatchWrites } from './batch.js';
+import { CommitPipeline } from './commit-pipeline.js';
 import { openOrBootstrap, removeLeftovers, replaceLocalState, type OpenedState } from './bootstrap.js';
 import type { Processor, ProcessorContext, ProcessorRecord } from './processor-module.js';
 import { closeProcessor, initProcessor, recordDecoder, type RecordDecoder } from './processor-hooks.js';
@@ -76,6 +77,10 @@ export interface RunSummary {
   recordsSkipped: number;
   snapshots: CheckpointResult[];
   stoppedBy: 'until-lsn' | 'end-of-log' | 'signal';
+  /** Time in the apply loop (after the state was opened or bootstrapped), in ms. */
+  durationMs: number;
+  /** recordsApplied over durationMs: the replay rate, idle waits at the end of the log included. */
+  recordsPerSec: number;
 }
 
 /**
@@ -100,6 +105,7 @@ export class PartitionProcessor {
   /** Set when a publish found the partition claimed by another worker: the loop stops. */
   private fenced: CairnError | undefined;
   private readonly decode: RecordDecoder;
+  private readonly commits = new CommitPipeline();
   readonly dir: string;
 
   constructor(private readonly options: PartitionProcessorOptions) {
@@ -120,8 +126,14 @@ export class PartitionProcessor {
     return this.options.logPartition ?? this.options.partition;
   }
 
+  /** The LSN committed to local state. */
   get appliedLsn(): number {
     return this.state?.appliedLsn ?? -1;
+  }
+
+  /** The LSN the loop has applied, its batch possibly still committing (commit-pipeline.ts). */
+  private get aheadLsn(): number {
+    return this.commits.lsn ?? this.appliedLsn;
   }
 
   /** Whether local state is open (and so can answer queries). */
@@ -200,6 +212,7 @@ export class PartitionProcessor {
 
   private async loop(opened: OpenedState, options: RunOptions): Promise<RunSummary> {
     const startLsn = this.appliedLsn;
+    const startedLoop = performance.now();
     const { partition, batchSize, log } = this.options;
     let applied = 0;
     let skipped = 0;
@@ -212,14 +225,14 @@ export class PartitionProcessor {
       if (this.fenced) throw this.fenced;
       if (this.damage) await this.rebuildDamagedState(this.damage);
       if (this.requested && !this.inFlight) await this.serveSnapshotRequest();
-      if (options.untilLsn !== undefined && this.appliedLsn >= options.untilLsn) {
+      if (options.untilLsn !== undefined && this.aheadLsn >= options.untilLsn) {
         stoppedBy = 'until-lsn';
         break;
       }
       let records: LogRecord[];
       let startedAt = Date.now();
       try {
-        records = await log.read(this.logPartition, this.appliedLsn + 1, {
+        records = await log.read(this.logPartition, this.aheadLsn + 1, {
           maxRecords: batchSize,
           waitMs: options.stopAtEnd ? confirmingEnd : 500,
           ...(options.untilLsn !== undefined ? { toLsn: options.untilLsn } : {}),
@@ -235,6 +248,8 @@ export class PartitionProcessor {
       }
       this.outage.ended();
       if (records.length === 0) {
+        // Idle: what was applied is committed, so offsets, lag and live queries catch up.
+        if (!(await this.settleCommits())) continue;
         // After an empty read too, not only after a batch: a snapshot that settled since may leave one due.
         await this.maybeSnapshot();
         if (!options.stopAtEnd) continue;
@@ -269,10 +284,12 @@ export class PartitionProcessor {
       skipped += outcome.skipped;
       await this.maybeSnapshot();
     }
+    await this.commits.settle();
     await this.drainSnapshot();
     if (options.checkpointOnExit && this.appliedLsn > this.lastSnapshotLsn) await this.checkpoint();
     this.requested?.settle({ status: 'failed', reason: `processor stopped (${stoppedBy})` });
     this.requested = undefined;
+    const durationMs = Math.round(performance.now() - startedLoop);
     return {
       partition,
       start: { source: opened.source, lsn: startLsn, ...(opened.reason ? { reason: opened.reason } : {}) },
@@ -281,6 +298,8 @@ export class PartitionProcessor {
       recordsSkipped: skipped,
       snapshots: [...this.results],
       stoppedBy,
+      durationMs,
+      recordsPerSec: durationMs > 0 ? Math.round(applied / (durationMs / 1000)) : 0,
     };
   }
 
@@ -312,6 +331,8 @@ export class PartitionProcessor {
   }
 
   async close(): Promise<void> {
+    // A run that failed may leave its last good batch committing; it lands before the close.
+    await this.commits.settle().catch((err: unknown) => this.options.logger.error({ partition: this.options.partition, err: toCairnError(err) }, 'the last batch failed to commit'));
     await this.drainSnapshot();
     await this.state?.close();
     this.state = undefined;
@@ -320,8 +341,8 @@ export class PartitionProcessor {
 
   private async applyBatch(records: LogRecord[]): Promise<{ applied: number; skipped: number }> {
     const state = this.requireState();
-    const batch = new BatchWrites((key) => state.get(key));
     const { processor, onBadRecord, logger, partition, metrics } = this.options;
+    const batch = new BatchWrites((key) => this.commits.read(state, key), onBadRecord === 'skip');
     let skipped = 0;
     for (const record of records) {
       batch.beginRecord();
@@ -354,14 +375,31 @@ export class PartitionProcessor {
       }
     }
     const last = records[records.length - 1]!.lsn;
-    await state.commit(batch.writes, last);
-    metrics?.recordsApplied.inc({ partition }, records.length - skipped);
-    metrics?.appliedLsn.set({ partition }, last);
+    const committed = records.length - skipped;
+    await this.commits.submit(state, batch.writes, last, () => {
+      metrics?.recordsApplied.inc({ partition }, committed);
+      metrics?.appliedLsn.set({ partition }, last);
+    });
     return { applied: records.length - skipped, skipped };
   }
 
   private async maybeSnapshot(): Promise<void> {
-    if (!this.inFlight && this.policy.due(this.appliedLsn, Date.now())) await this.startSnapshot();
+    if (!this.inFlight && this.policy.due(this.aheadLsn, Date.now()) && (await this.settleCommits())) await this.startSnapshot();
+  }
+
+  /**
+   * Waits for the batch in flight to commit. A commit that found local state damaged sets
+   * `damage` (rebuilt at the top of the loop, as when applying) and answers false.
+   */
+  private async settleCommits(): Promise<boolean> {
+    try {
+      await this.commits.settle();
+      return true;
+    } catch (err) {
+      if (!isLocalCorruption(err)) throw err;
+      this.damage = err;
+      return false;
+    }
   }
 
   /**
@@ -370,6 +408,7 @@ export class PartitionProcessor {
    * the failure and backs off, so a store outage never stops the apply loop.
    */
   private async startSnapshot(): Promise<{ result: Promise<CheckpointResult> }> {
+    await this.commits.settle();
     const state = this.requireState();
     const { repository, partition, node, log, logger, metrics } = this.options;
     const staging = join(this.options.stateDir, '.staging', `${partition}-${newSnapshotId()}`);
@@ -423,6 +462,7 @@ export class PartitionProcessor {
 
   /** The log was trimmed past us while running (e.g. by the coordinator): re-bootstrap. */
   private async recoverFromTrimGap(): Promise<void> {
+    if (!(await this.settleCommits())) return; // damaged: the loop rebuilds instead
     const info = await this.options.log.info(this.logPartition);
     await this.replaceState(this.appliedLsn + 1, info.start, `trim gap: the log starts at ${info.start}`, false);
   }
@@ -444,6 +484,8 @@ export class PartitionProcessor {
   }
 
   private async replaceState(needed: number, logStart: number, reason: string, discardable: boolean): Promise<void> {
+    // Whatever was in flight is discarded with the state it was committing to.
+    await this.commits.settle().catch(() => undefined);
     await this.drainSnapshot();
     const replaced = await replaceLocalState(this.context(), { needed, logStart, reason, discardable }, async () => {
       await this.state?.close();

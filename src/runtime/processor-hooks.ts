@@ -1,5 +1,5 @@
-import { isUtf8 } from 'node:buffer';
 import { CairnError } from '../core/errors.js';
+import { strictUtf8 } from '../log/records.js';
 import type { LogRecord } from '../log/types.js';
 import type { Logger } from '../core/logger.js';
 import type { Processor, ProcessorContext, ProcessorRecord } from './processor-module.js';
@@ -58,8 +58,9 @@ function valueDecoder(processor: Processor): (raw: Buffer) => unknown {
 
 /** Strict: toString() would turn bad bytes into U+FFFD and hand over a valid but wrong value. */
 function utf8(raw: Buffer): string {
-  if (!isUtf8(raw)) throw new Error('the value is not valid UTF-8');
-  return raw.toString('utf8');
+  const text = strictUtf8(raw);
+  if (text === undefined) throw new Error('the value is not valid UTF-8');
+  return text;
 }
 
 /** The init hook (Kafka Streams' Processor#init): a failure stops the run before any record. */

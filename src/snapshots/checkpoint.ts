@@ -1,6 +1,6 @@
 import PQueue from 'p-queue';
 import { sha256File } from '../core/checksums.js';
-import { isCairnError } from '../core/errors.js';
+import { isCairnError, toCairnError } from '../core/errors.js';
 import { newSnapshotId } from '../core/ids.js';
 import { badInput } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -9,6 +9,7 @@ import type { Capture, CapturedFile } from '../state/types.js';
 import type { CopyOptions, ObjectStore } from '../store/types.js';
 import { isTableFile, layout } from './layout.js';
 import { deleteSnapshotFolder, readLatest, readMetadata, type PointerRead } from './pointer.js';
+import { sweepEvicted, sweepUnpublished } from './sweep.js';
 import { readOrigin } from './origin.js';
 import { publishPointer } from './pointer-update.js';
 import { releaseUnusedPin } from './pins.js';
@@ -27,6 +28,13 @@ export interface CheckpointOptions {
   concurrency: number;
   evictionGraceMs?: number;
   storageClass?: string;
+  /**
+   * "copy" (default): every snapshot holds all its files, unchanged tables copied server-side.
+   * "shared": an unchanged table is referenced where the previous snapshot has it (no request
+   * but a HEAD), so retained snapshots cost about one state plus what changed; evicted
+   * folders then lose only what nothing references (sweep.ts).
+   */
+  sharing?: 'copy' | 'shared';
   /** sha256 by `${name}:${size}`; default: the capture's own (valid for its open database). */
   hashCache?: Map<string, string>;
   onProgress?: (done: number, total: number) => void;
@@ -102,9 +110,24 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
     const prior = previous.get(file.name);
     // Without server-side copy a "copy" would move the bytes through this process anyway:
     // uploading from the local capture is the same work and needs no read from the store.
-    const unchanged = isTableFile(file.name) && prior && prior.size === file.size && prior.sha256 === sha256 && store.capabilities.serverSideCopy;
-    const expect = unchanged ? copyCondition(store, prior) : undefined;
-    if (prior && expect) {
+    const same = isTableFile(file.name) && prior && prior.size === file.size && prior.sha256 === sha256;
+    const expect = same && store.capabilities.serverSideCopy ? copyCondition(store, prior) : undefined;
+    if (prior && same && options.sharing === 'shared' && prior.etag !== undefined) {
+      // The object must still be the one recorded; anything else and we send our own bytes.
+      const found = await store.head(prior.key).catch((err: unknown) => {
+        if (isCairnError(err, 'NOT_FOUND')) return undefined;
+        throw err;
+      });
+      if (found && found.size === file.size && found.etag === prior.etag) {
+        stats.referencedBytes += file.size;
+        progress(file.size);
+        return { name: file.name, size: file.size, sha256, key: prior.key, etag: prior.etag };
+      }
+      if (found) {
+        damaged.push({ key: prior.key, reason: `ETag ${found.etag}, recorded ${prior.etag}` });
+        options.logger?.warn({ partition: options.partition, key: prior.key }, 'stored table is not the one recorded; uploading this checkpoint its own copy');
+      }
+    } else if (prior && expect) {
       try {
         const { etag } = await store.copy(prior.key, key, { size: file.size, expect });
         stats.copiedBytes += file.size;
@@ -119,7 +142,7 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
         } else if (!isCairnError(err, 'NOT_FOUND')) throw err;
       }
     }
-    const { etag } = await store.uploadFile(key, file.path, { onBytes: progress, ...(options.signal ? { signal: options.signal } : {}) });
+    const { etag } = await store.uploadFile(key, file.path, { onBytes: progress, sha256, ...(options.signal ? { signal: options.signal } : {}) });
     stats.uploadedBytes += file.size;
     return { name: file.name, size: file.size, sha256, key, etag };
   };
@@ -147,26 +170,41 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
     await store.put(layout.metadata(path), JSON.stringify(metadata, null, 2), { ifNoneMatch: '*', contentType: 'application/json' });
     metadataWritten = true;
     await options.beforePublish?.();
+    // Tables referenced where the previous snapshot has them stay only while it is listed.
+    const referencesPrevious = known !== undefined && files.some((f) => !f.key.startsWith(`${path}/`));
     const published = await publishPointer(store, options.partition, toRetainedEntry(metadata, path), {
       retain: options.retain,
       known,
+      ...(referencesPrevious ? { requireListed: known.pointer.path } : {}),
       ...(options.evictionGraceMs !== undefined ? { evictionGraceMs: options.evictionGraceMs } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
     });
     if (published.status === 'superseded') {
-      await deleteSnapshotFolder(store, path);
+      // Not necessarily never published (a lost response): see sweepUnpublished.
+      await sweepUnpublished(store, options.partition, path).catch((err: unknown) => {
+        if (!isCairnError(err, 'CORRUPT')) throw err;
+        options.logger?.warn({ partition: options.partition, path, err: err.message }, 'superseded snapshot not deleted');
+      });
       return { status: 'superseded', metadata, currentLsn: published.current.lsn, damaged };
     }
-    for (const old of published.evicted) await deleteSnapshotFolder(store, old.path);
+    await sweepEvicted(store, options.partition, published.pointer, published.evicted.map((e) => e.path), options.logger).catch((err: unknown) => {
+      // Garbage left behind is collected later (cairn snapshots gc); never a reason to fail a
+      // published checkpoint, whatever went wrong (an outage, an unreadable snapshot).
+      options.logger?.warn({ partition: options.partition, err: toCairnError(err).message }, 'evicted snapshots not deleted; cairn snapshots gc collects them');
+    });
     // Evicted snapshots still within their grace may be restored: they count as referencing too.
     if (metadata.parent) await releaseUnusedPin(store, metadata, [...published.pointer.retained, ...(published.pointer.evicted ?? [])], options.logger);
     return { status: 'published', metadata, evicted: published.evicted.map((e) => e.path), damaged };
   } catch (err) {
     queue.clear();
     await queue.onIdle().catch(() => undefined);
-    if (!metadataWritten || !(await pointerMayReference(store, options.partition, path))) {
+    if (!metadataWritten) {
       // The pointer never saw this folder: it is garbage, clean what we can.
       await deleteSnapshotFolder(store, path).catch(() => undefined);
+    } else {
+      // The pointer may list it, or have listed it (a publish that landed though we heard an
+      // error): only what nothing readable references goes; a failed read deletes nothing.
+      await sweepUnpublished(store, options.partition, path).catch(() => undefined);
     }
     throw err;
   }
@@ -180,16 +218,6 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
 function copyCondition(store: ObjectStore, prior: SnapshotFile): CopyOptions['expect'] | undefined {
   if (store.capabilities.copyVerifies === 'sha256') return { sha256: prior.sha256 };
   return prior.etag === undefined ? undefined : { etag: prior.etag };
-}
-
-/** After a failed publish the PUT may still have landed; only a clear "no" allows deletion. */
-async function pointerMayReference(store: ObjectStore, partition: string, path: string): Promise<boolean> {
-  try {
-    const now = await readLatest(store, partition);
-    return now !== undefined && now.pointer.retained.some((e) => e.path === path);
-  } catch {
-    return true;
-  }
 }
 
 function round(ms: number): number {

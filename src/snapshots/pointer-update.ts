@@ -128,6 +128,12 @@ export interface PublishOptions {
   known?: PointerRead | undefined;
   logger?: Logger;
   now?: () => number;
+  /**
+   * A shared checkpoint's references were taken from this snapshot: it publishes only while
+   * the pointer still lists it (retained, or evicted within its grace), i.e. while nothing
+   * may have deleted what it references (sweep.ts). Otherwise CONFLICT, nothing written.
+   */
+  requireListed?: string;
 }
 
 /** Snapshots waiting out their grace, at most this many: the pointer is read by every restore. */
@@ -159,6 +165,11 @@ export async function publishPointer(store: ObjectStore, partition: string, entr
         // pointer read from the store; a recovered one lists every complete folder).
         if (current.etag !== undefined && current.pointer.retained.some((e) => e.snapshotId === entry.snapshotId)) return { keep: true, result: { status: 'published', pointer: current.pointer, evicted: [] } };
         return { keep: true, result: { status: 'superseded', current: current.pointer } };
+      }
+      if (options.requireListed !== undefined && !(current?.etag !== undefined && [...current.pointer.retained, ...(current.pointer.evicted ?? [])].some((e) => e.path === options.requireListed))) {
+        throw new CairnError('CONFLICT', `snapshot ${options.requireListed}, whose tables this checkpoint references, is no longer listed in ${layout.latest(partition)}; not published (the next checkpoint references what is listed then)`, {
+          details: { partition, requireListed: options.requireListed },
+        });
       }
       const pins = await readPins(store, partition);
       const now = options.now?.() ?? Date.now();

@@ -3,7 +3,8 @@ import { CairnError, isCairnError } from '../core/errors.js';
 import { validatePartition } from '../core/names.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
-import { deleteSnapshotFolder, readLatest, readPins } from './pointer.js';
+import { readLatest, readPins } from './pointer.js';
+import { IN_FLIGHT_GRACE_MS, readableSnapshots, referencedKeys, sweepFolders } from './sweep.js';
 import { updatePointer, type PointerState } from './pointer-update.js';
 import { listSnapshotsWithPointer } from './repository.js';
 import type { LatestPointer } from './schemas.js';
@@ -15,8 +16,6 @@ export interface PruneResult {
   deleted: string[];
 }
 
-/** A folder without metadata.json younger than this may be an upload in progress. */
-const INCOMPLETE_GRACE_MS = 60 * 60_000;
 
 /**
  * Deletes old snapshot folders of a partition: all but the newest `keep` complete ones,
@@ -52,12 +51,14 @@ export async function pruneSnapshots(
         : pins.has(f.path) ? `pinned by fork ${[...pins.get(f.path)!].join(', ')}`
         : newest.includes(f.path) ? `among the newest ${keep}`
         : (graceUntil.get(f.path) ?? 0) > now ? `evicted recently; kept until ${new Date(graceUntil.get(f.path)!).toISOString()} for restores that started on it`
-        : !f.complete && now - decodeTime(f.snapshotId) < INCOMPLETE_GRACE_MS ? 'incomplete, may be an upload in progress'
+        : !f.complete && now - decodeTime(f.snapshotId) < IN_FLIGHT_GRACE_MS ? 'incomplete, may be an upload in progress'
         : undefined;
       if (why) kept.push({ path: f.path, why });
       else doomed.push(f.path);
     }
-    return { kept, doomed };
+    // What stays readable, and so what the doomed folders' shared tables are kept for.
+    const roots = folders.filter((f) => f.complete && kept.some((k) => k.path === f.path)).map((f) => f.path);
+    return { kept, doomed, roots };
   };
   try {
     if (options.dryRun) {
@@ -66,7 +67,7 @@ export async function pruneSnapshots(
     }
     // Retained entries being deleted leave latest.json first, so no reader is pointed at a
     // folder being deleted; a racing writer makes that PUT fail and the plan is made again.
-    const { kept, doomed } = await updatePointer(store, partition, async (current) => {
+    const { kept, doomed, roots } = await updatePointer(store, partition, async (current) => {
       const decided = await plan(current);
       const latest = current?.pointer;
       if (!latest || ![...latest.retained, ...(latest.evicted ?? [])].some((e) => decided.doomed.includes(e.path))) return { keep: true, result: decided };
@@ -75,7 +76,10 @@ export async function pruneSnapshots(
       const next: LatestPointer = { ...rest, retained: latest.retained.filter((e) => !decided.doomed.includes(e.path)), ...(evicted?.length ? { evicted } : {}) };
       return { write: next, result: decided };
     });
-    for (const path of doomed) await deleteSnapshotFolder(store, path);
+    // Kept snapshots (and the pointer's, and pinned ones) may share tables stored in doomed
+    // folders: those objects stay (sweep.ts).
+    const keep = await referencedKeys(store, new Set([...roots, ...(await readableSnapshots(store, partition, (await readLatest(store, partition))?.pointer))]));
+    await sweepFolders(store, doomed, keep);
     return { partition, dryRun: false, kept, deleted: doomed };
   } catch (err) {
     if (!isCairnError(err, 'CORRUPT') || err.details?.pointer !== 'unparsable') throw err;

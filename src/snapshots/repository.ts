@@ -9,6 +9,7 @@ import { requireConditionalWrites } from './pointer-update.js';
 import { rebuildPointer, type RebuildResult } from './rebuild.js';
 import { restoreSnapshot, type RestoreOptions, type RestoreResult } from './restore.js';
 import type { SnapshotMetadata } from './schemas.js';
+import { collectGarbage, IN_FLIGHT_GRACE_MS, type GcResult } from './sweep.js';
 import { verifySnapshot, type VerifyReport } from './verify.js';
 
 /** latest.json as a listing saw it: readable (`read`), absent, or unparsable (`status`). */
@@ -35,6 +36,8 @@ export interface RepositoryOptions {
   /** See PublishOptions.evictionGraceMs; absent: evicted snapshots are deleted at once. */
   evictionGraceMs?: number;
   storageClass?: string;
+  /** CheckpointOptions.sharing; default "copy". */
+  sharing?: 'copy' | 'shared';
   logger?: Logger;
 }
 
@@ -139,8 +142,21 @@ export class SnapshotRepository {
       concurrency: this.options.concurrency,
       ...(this.options.evictionGraceMs !== undefined ? { evictionGraceMs: this.options.evictionGraceMs } : {}),
       ...(this.options.storageClass ? { storageClass: this.options.storageClass } : {}),
+      ...(this.options.sharing ? { sharing: this.options.sharing } : {}),
       ...(this.options.logger ? { logger: this.options.logger } : {}),
       ...options,
+    });
+  }
+
+  /**
+   * Deletes what no readable snapshot of `partition` references, in folders older than
+   * `graceMs` (default: an hour, the longest a checkpoint is expected to take) (sweep.ts).
+   */
+  collectGarbage(partition: string, options: { dryRun?: boolean; graceMs?: number } = {}): Promise<GcResult> {
+    return collectGarbage(this.store, validatePartition(partition), {
+      graceMs: options.graceMs ?? IN_FLIGHT_GRACE_MS,
+      dryRun: Boolean(options.dryRun),
+      ...(this.options.logger ? { logger: this.options.logger } : {}),
     });
   }
 
@@ -159,4 +175,4 @@ export class SnapshotRepository {
   }
 }
 
-export type { CheckpointResult, RebuildResult, RestoreResult, VerifyReport, SnapshotMetadata };
+export type { CheckpointResult, GcResult, RebuildResult, RestoreResult, VerifyReport, SnapshotMetadata };

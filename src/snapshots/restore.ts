@@ -8,6 +8,7 @@ import { failpoint } from '../core/failpoints.js';
 import type { Logger } from '../core/logger.js';
 import { PartitionState } from '../state/partition-state.js';
 import { inspectFolder, stateInUse, writeStateMarker } from '../state/state-folder.js';
+import { runAllOrAbort } from '../store/transfer.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
 import { findSnapshotFolder, readLatest, readMetadata, type PointerRead } from './pointer.js';
@@ -132,17 +133,20 @@ async function installSnapshot(store: ObjectStore, metadata: SnapshotMetadata, w
     done += delta;
     options.onProgress?.(done, total);
   };
-  const fetch = async (file: SnapshotFile) => {
+  const fetch = async (file: SnapshotFile, signal?: AbortSignal) => {
+    signal?.throwIfAborted();
     const path = join(dir, file.name);
     if (await work.reuse(file.sha256, file.size, path)) return onBytes(file.size);
-    await fetchVerified(store, file, path, onBytes);
+    await fetchVerified(store, file, path, onBytes, signal);
     await work.remember(file.sha256, path);
   };
   const queue = new PQueue({ concurrency: options.concurrency });
   // CURRENT goes last: until it exists the folder is not a database to anyone.
   const current = metadata.files.filter((f) => f.name === 'CURRENT');
   const rest = metadata.files.filter((f) => f.name !== 'CURRENT');
-  await Promise.all(rest.map((f) => queue.add(() => fetch(f))));
+  // The first failure stops the others, and all have stopped writing before the caller
+  // moves on to another snapshot or removes the work folder.
+  await runAllOrAbort(undefined, rest, (f, signal) => queue.add(() => fetch(f, signal)));
   for (const f of current) await fetch(f);
   await fsyncPath(dir);
   failpoint('restore:downloaded');
@@ -199,8 +203,8 @@ export async function assertReplaceable(target: string, partition: string, force
   }
 }
 
-async function fetchVerified(store: ObjectStore, file: SnapshotFile, path: string, onBytes: (n: number) => void): Promise<void> {
-  const got = await store.downloadFile(file.key, path, { onBytes, sha256: true });
+async function fetchVerified(store: ObjectStore, file: SnapshotFile, path: string, onBytes: (n: number) => void, signal?: AbortSignal): Promise<void> {
+  const got = await store.downloadFile(file.key, path, { onBytes, sha256: true, ...(signal ? { signal } : {}) });
   // Backends that hash in-stream spare us reading the file back.
   const { sha256, size } = got.sha256 ? { sha256: got.sha256, size: got.size } : await sha256File(path);
   if (size !== file.size) {

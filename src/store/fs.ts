@@ -25,7 +25,7 @@ import {
   unlinkQuiet,
 } from './fs-util.js';
 import { checkPutOptions, RESERVED_SEGMENT_PREFIX, throwIfAborted, unquoteEtag, validateFolderPrefix, validateKey, validatePrefix, validateRange } from './keys.js';
-import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
+import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult, UploadOptions } from './types.js';
 
 export interface FsObjectStoreOptions {
   /** Absolute (or cwd-relative) root folder; created on first write. */
@@ -141,7 +141,7 @@ export class FsObjectStore implements ObjectStore {
     }, true);
   }
 
-  async uploadFile(key: string, path: string, options?: TransferProgress): Promise<{ etag: string; size: number }> {
+  async uploadFile(key: string, path: string, options?: UploadOptions): Promise<{ etag: string; size: number }> {
     const target = this.pathOf(key);
     throwIfAborted(options?.signal, `upload ${key}`);
     return fsOp('uploadFile', key, async () => {

@@ -1,4 +1,4 @@
-import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
+import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult, UploadOptions } from './types.js';
 
 /**
  * An ObjectStore whose backend is built on first use. The S3 backend pulls in the AWS SDK
@@ -31,7 +31,7 @@ export class LazyObjectStore implements ObjectStore {
     return (await this.backend()).put(key, body, options);
   }
 
-  async uploadFile(key: string, path: string, options?: TransferProgress): Promise<{ etag: string; size: number }> {
+  async uploadFile(key: string, path: string, options?: UploadOptions): Promise<{ etag: string; size: number }> {
     return (await this.backend()).uploadFile(key, path, options);
   }
 

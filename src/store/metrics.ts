@@ -1,6 +1,6 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { isCairnError } from '../core/errors.js';
-import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
+import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult, UploadOptions } from './types.js';
 
 export interface StoreMetricsSnapshot {
   /** op -> outcome ('ok' or an error code such as 'NOT_FOUND') -> count. */
@@ -91,7 +91,7 @@ class MeteredStore implements MeteredObjectStore {
     return res;
   }
 
-  async uploadFile(key: string, path: string, options?: TransferProgress): Promise<{ etag: string; size: number }> {
+  async uploadFile(key: string, path: string, options?: UploadOptions): Promise<{ etag: string; size: number }> {
     const res = await this.measure('uploadFile', () => this.inner.uploadFile(key, path, options));
     this.addUploaded(res.size);
     return res;

@@ -1,7 +1,7 @@
 import { STORE_DEFAULTS } from '../core/config.js';
 import { isCairnError } from '../core/errors.js';
 import { attemptProgress, resolveOwnWrite, RetriedRequest, retryRequest, STORE_BACKOFF, type RetryHooks, type RetryPolicy } from './request-retry.js';
-import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
+import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult, UploadOptions } from './types.js';
 
 export type { AttemptsInfo, RetryHooks, RetryInfo, RetryPolicy } from './request-retry.js';
 
@@ -63,7 +63,7 @@ class RetryingStore implements ObjectStore {
     }
   }
 
-  uploadFile(key: string, path: string, options?: TransferProgress): Promise<{ etag: string; size: number }> {
+  uploadFile(key: string, path: string, options?: UploadOptions): Promise<{ etag: string; size: number }> {
     const progress = attemptProgress(options);
     return this.run('uploadFile', key, options?.signal, () => this.inner.uploadFile(key, path, progress()));
   }

@@ -73,6 +73,8 @@ export function mapS3Error(err: unknown, ctx: S3ErrorContext): CairnError {
   if (status === undefined && isDiskFull(err)) return make('DISK_FULL');
   if (status === 412 || name === 'PreconditionFailed' || code === 'PreconditionFailed') return make('CONDITION_FAILED');
   if (name === 'ConditionalRequestConflict' || code === 'ConditionalRequestConflict') return make('CONDITION_FAILED');
+  // The body's bytes are not the ones hashed or digested for it (a file changed under us).
+  if (name === 'XAmzContentSHA256Mismatch' || name === 'BadDigest' || code === 'XAmzContentSHA256Mismatch' || code === 'BadDigest') return make('CORRUPT');
   if (name === 'NoSuchBucket' || code === 'NoSuchBucket') return make('STORE_FAILED');
   if (status === 404 || name === 'NoSuchKey' || name === 'NotFound' || code === 'NoSuchKey') {
     // AWS answers If-Match on a missing key with 404; for the caller that is a lost condition.

@@ -36,6 +36,13 @@ export interface S3ObjectStoreOptions {
   concurrency?: number;
   /** Memory that upload parts may hold at once. Default 512 MiB. */
   uploadBufferBytes?: number;
+  /**
+   * Bulk downloads (downloadFile) over the direct GET path (s3-direct-get.ts), falling back to
+   * the SDK for any answer but a plain success. Default true; off when `client` is given.
+   */
+  directDownloads?: boolean;
+  /** Memory the direct path's write segments may hold at once. Default 128 MiB. */
+  downloadBufferBytes?: number;
   /** HTTP sockets per client. Default 64. */
   maxSockets?: number;
   /**

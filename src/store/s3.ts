@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
@@ -24,8 +25,9 @@ import { mapS3Error, type S3ErrorContext } from './s3-errors.js';
 import { buildClient } from './s3-client.js';
 import { s3Capabilities, s3Url, type S3ObjectStoreOptions } from './s3-options.js';
 import { progressAcrossAttempts, resolveOwnWrite, retryRequest, STORE_BACKOFF, type RetryHooks, type RetryPolicy } from './request-retry.js';
-import { ByteBudget, localSize, partRanges, readExactly, runAllOrAbort, writeAt, writeWhole, type Range } from './transfer.js';
-import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult } from './types.js';
+import { ByteBudget, localSize, partRanges, readExactly, runAllOrAbort, writeAt, type Range } from './transfer.js';
+import { DirectGetter, type DirectGetResult, type DirectGetSink } from './s3-direct-get.js';
+import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult, UploadOptions } from './types.js';
 
 export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3-client.js';
 
@@ -67,6 +69,7 @@ export class S3ObjectStore implements ObjectStore {
   private readonly copyPartSize: number;
   private readonly policy: RetryPolicy;
   private readonly hooks: RetryHooks;
+  private readonly direct: DirectGetter | undefined;
 
   constructor(options: S3ObjectStoreOptions) {
     this.bucket = options.bucket;
@@ -85,6 +88,21 @@ export class S3ObjectStore implements ObjectStore {
     this.uploadBudget = new ByteBudget(options.uploadBufferBytes ?? 512 * MiB);
     this.ownsClient = !options.client;
     this.client = options.client ?? buildClient(options);
+    // A client handed in may carry middleware the caller relies on; only our own gets the direct path.
+    this.direct =
+      options.client || options.directDownloads === false
+        ? undefined
+        : new DirectGetter({
+            client: this.client,
+            bucket: this.bucket,
+            endpoint: options.endpoint,
+            region: options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+            forcePathStyle: options.forcePathStyle ?? Boolean(options.endpoint),
+            maxSockets: options.maxSockets ?? 64,
+            connectTimeoutMs: options.connectTimeoutMs ?? STORE_DEFAULTS.connectTimeoutMs,
+            requestTimeoutMs: options.requestTimeoutMs ?? STORE_DEFAULTS.requestTimeoutMs,
+            bufferBytes: options.downloadBufferBytes ?? 128 * MiB,
+          });
   }
 
   async get(key: string, options?: { range?: { start: number; end: number } }): Promise<{ body: Buffer; etag: string }> {
@@ -148,7 +166,7 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async uploadFile(key: string, path: string, options?: TransferProgress): Promise<{ etag: string; size: number }> {
+  async uploadFile(key: string, path: string, options?: UploadOptions): Promise<{ etag: string; size: number }> {
     const Key = this.fullKey(key);
     const signal = options?.signal;
     throwIfAborted(signal, `upload ${key}`);
@@ -164,7 +182,7 @@ export class S3ObjectStore implements ObjectStore {
           const body = await readExactly(fh, { start: 0, end: size }, path);
           return this.call({ op: 'uploadFile', key, ...(signal ? { signal } : {}) }, async () => {
             const res = await this.client.send(
-              new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: size, ...this.classParam() }),
+              withPayloadHash(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: size, ...this.classParam() }), options?.sha256),
               { ...UPLOAD_BODY, ...(signal ? { abortSignal: signal } : {}) },
             );
             return unquoteEtag(res.ETag);
@@ -294,6 +312,7 @@ export class S3ObjectStore implements ObjectStore {
 
   async close(): Promise<void> {
     this.queue.clear();
+    this.direct?.close();
     if (this.ownsClient) this.client.destroy();
   }
 
@@ -315,13 +334,9 @@ export class S3ObjectStore implements ObjectStore {
         const report = progressAcrossAttempts(options?.onBytes);
         return this.queue.add(() =>
           this.call({ op: 'downloadFile', key, signal: s }, async () => {
-            const res = await this.client.send(
-              // If-Match: a part of a different object version must not be stitched in.
-              new GetObjectCommand({ Bucket: this.bucket, Key, Range: `bytes=${range.start}-${range.end - 1}`, ...(etag ? { IfMatch: etag } : {}) }),
-              { abortSignal: s },
-            );
-            const written = await writeAt(fh, res.Body as Readable | undefined, range.start, report());
-            if (written !== range.end - range.start) throw truncated(key, range.end - range.start, written);
+            // If-Match: a part of a different object version must not be stitched in.
+            const got = await this.getInto(Key, range, etag, s, { fh, offset: range.start, report: report() });
+            if (got.written !== range.end - range.start) throw truncated(key, range.end - range.start, got.written);
           }),
         );
       }).then(
@@ -337,30 +352,22 @@ export class S3ObjectStore implements ObjectStore {
       const total = await this.queue.add(() =>
         this.call({ op: 'downloadFile', key, signal }, async () => {
           const report = firstReport();
-          let res;
+          // Hashed as it arrives; only used when this one response turns out to be the whole object.
+          const hash = options?.sha256 ? createHash('sha256') : undefined;
+          const sink = { fh, offset: 0, report, ...(hash ? { hash } : {}) };
+          let got: GotRange;
           try {
-            res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range: `bytes=0-${partSize - 1}` }), { abortSignal: signal });
+            got = await this.getInto(Key, { start: 0, end: partSize }, undefined, signal, sink);
           } catch (err) {
             // An empty object has no byte 0: S3 answers 416. Fetch it plainly instead.
             if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 416) throw err;
-            res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal });
+            got = await this.getInto(Key, undefined, undefined, signal, sink);
           }
-          const size = totalSize(res.ContentRange, res.ContentLength);
-          startRest(size, res.ETag);
-          // One response holds the whole object (the common case: LevelDB tables are ~2 MiB):
-          // buffer it, hash it as it arrives if asked, and write it with one call.
-          const whole = size <= partSize;
-          const body = res.Body as Readable | undefined;
-          let written: number;
-          if (whole) {
-            const got = await writeWhole(fh, body, report, options?.sha256 === true);
-            written = got.size;
-            sha256 = got.sha256;
-          } else {
-            written = await writeAt(fh, body, 0, report);
-          }
-          const expected = res.ContentRange ? Math.min(size, partSize) : size;
-          if (written !== expected) throw truncated(key, expected, written);
+          const size = totalSize(got.contentRange, got.contentLength);
+          startRest(size, got.etag);
+          const expected = got.contentRange ? Math.min(size, partSize) : size;
+          if (got.written !== expected) throw truncated(key, expected, got.written);
+          if (hash && size <= partSize) sha256 = hash.digest('hex');
           return size;
         }),
       );
@@ -427,6 +434,24 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
+  /**
+   * One GET of `range` (the whole object without one) written at `sink.offset`: the direct
+   * path when it can take the answer (s3-direct-get.ts), the SDK for anything else, so error
+   * answers are mapped in one place.
+   */
+  private async getInto(Key: string, range: Range | undefined, ifMatch: string | undefined, signal: AbortSignal, sink: DirectGetSink): Promise<GotRange> {
+    if (this.direct) {
+      const got = await this.direct.get({ key: Key, ...(range ? { range } : {}), ...(ifMatch ? { ifMatch } : {}), signal }, sink);
+      if (got) return got;
+    }
+    const res = await this.client.send(
+      new GetObjectCommand({ Bucket: this.bucket, Key, ...(range ? { Range: `bytes=${range.start}-${range.end - 1}` } : {}), ...(ifMatch ? { IfMatch: ifMatch } : {}) }),
+      { abortSignal: signal },
+    );
+    const written = await writeAt(sink.fh, res.Body as Readable | undefined, sink.offset, sink.report, sink.hash);
+    return { etag: res.ETag, contentRange: res.ContentRange, contentLength: res.ContentLength ?? written, written };
+  }
+
   /** One request, retried alone (the only retry layer for it); failures as CairnErrors. */
   private call<T>(ctx: S3ErrorContext, fn: (attempt: number) => Promise<T>): Promise<T> {
     return retryRequest(this.policy, this.hooks, ctx, fn, (err) => mapS3Error(err, ctx));
@@ -470,6 +495,25 @@ function totalSize(contentRange: string | undefined, contentLength: number | und
   const m = contentRange ? /\/(\d+)\s*$/.exec(contentRange) : null;
   return m ? Number(m[1]) : (contentLength ?? 0);
 }
+
+/**
+ * Signs a body with the sha256 the caller already has (UploadOptions.sha256): SigV4 signs
+ * the payload hash, and the SDK would otherwise read the whole body once more to compute it
+ * (it does for every Buffer body). S3 checks the body against it and refuses a mismatch.
+ */
+function withPayloadHash<C extends PutObjectCommand>(command: C, sha256: string | undefined): C {
+  if (sha256 === undefined) return command;
+  command.middlewareStack.add(
+    (next) => (args) => {
+      (args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256'] = sha256;
+      return next(args);
+    },
+    { step: 'build', name: 'cairnKnownPayloadHash' },
+  );
+  return command;
+}
+
+type GotRange = Pick<DirectGetResult, 'etag' | 'contentRange' | 'contentLength' | 'written'>;
 
 function truncated(key: string, expected: number, got: number): CairnError {
   return new CairnError('STORE_UNAVAILABLE', `download ${key}: expected ${expected} bytes, got ${got}`);

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { stat, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
@@ -113,35 +113,13 @@ export async function readExactly(fh: FileHandle, range: Range, path: string): P
   return buf;
 }
 
-/**
- * Reads a whole (small) response body into memory, hashing it as it arrives when asked, and
- * writes it at offset 0 in one call: far fewer thread-pool round trips than a write per chunk.
- */
-export async function writeWhole(fh: FileHandle, body: Readable | undefined, report: (n: number) => void, sha256: boolean): Promise<{ size: number; sha256?: string }> {
-  const hash = sha256 ? createHash('sha256') : undefined;
-  const chunks: Buffer[] = [];
-  let size = 0;
-  if (body) {
-    for await (const chunk of body) {
-      const b = chunk as Buffer;
-      chunks.push(b);
-      hash?.update(b);
-      size += b.length;
-      report(b.length);
-    }
-  }
-  const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-  let off = 0;
-  while (off < size) off += (await fh.write(buf, off, size - off, off)).bytesWritten;
-  return { size, ...(hash ? { sha256: hash.digest('hex') } : {}) };
-}
-
-/** Streams a response body to `offset` in the file; returns the bytes written. */
-export async function writeAt(fh: FileHandle, body: Readable | undefined, offset: number, report: (n: number) => void): Promise<number> {
+/** Streams a response body to `offset` in the file, hashing it when asked; returns the bytes written. */
+export async function writeAt(fh: FileHandle, body: Readable | undefined, offset: number, report: (n: number) => void, hash?: Hash): Promise<number> {
   if (!body) return 0;
   let pos = offset;
   for await (const chunk of body) {
     const b = chunk as Buffer;
+    hash?.update(b);
     let off = 0;
     while (off < b.length) {
       const { bytesWritten } = await fh.write(b, off, b.length - off, pos);

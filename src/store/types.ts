@@ -55,6 +55,15 @@ export interface TransferProgress {
   signal?: AbortSignal;
 }
 
+export interface UploadOptions extends TransferProgress {
+  /**
+   * The file's sha256 (hex) when the caller already has it. A backend that signs or checks
+   * the payload uses it instead of reading the file once more (S3 over plain HTTP signs the
+   * payload hash), and the server then refuses bytes that do not match it (CORRUPT).
+   */
+  sha256?: string;
+}
+
 export interface DownloadOptions extends TransferProgress {
   /**
    * Also return the sha256 of the bytes, computed while they arrive, where the backend can
@@ -81,7 +90,7 @@ export interface ObjectStore {
   /** Small objects from memory, with optional preconditions; returns the new ETag. */
   put(key: string, body: Buffer | string, options?: PutOptions): Promise<{ etag: string }>;
   /** A local file to the store, streamed; large files in parallel parts. */
-  uploadFile(key: string, path: string, options?: TransferProgress): Promise<{ etag: string; size: number }>;
+  uploadFile(key: string, path: string, options?: UploadOptions): Promise<{ etag: string; size: number }>;
   /** An object to a local file, streamed (the file is created or truncated). */
   downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult>;
   /** Server-side copy where the backend can; never modifies `from`. Returns the target's ETag. */

@@ -5,6 +5,7 @@ import { normaliseConfig } from '../../src/core/config.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { Cairn } from '../../src/runtime/cairn.js';
 import type { Processor } from '../../src/runtime/processor-module.js';
+import { bootstrapFigure } from './bootstrap.js';
 import { emit, ensureKafka, round, tempDir, timed } from './lib.js';
 
 /**
@@ -46,6 +47,7 @@ export async function kafkaThroughput(records: number): Promise<void> {
     cairnRecordsPerSec: Math.round(records / (cairnRun.ms / 1000)),
     rawRecordsPerSec: Math.round(records / (raw.ms / 1000)),
   });
+  await bootstrapFigure(brokers, topic, records, put);
   await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
   await admin.disconnect();
 }
@@ -73,11 +75,12 @@ async function rawConsume(kafka: Kafka, topic: string, records: number): Promise
   if (checksum !== (records * (records - 1)) / 2) throw new Error('raw consumer read the wrong records');
 }
 
+const put: Processor = { name: 'put', apply: (r, s) => s.put(r.key ?? '', r.value) };
+
 async function cairnConsume(brokers: string[], topic: string, records: number): Promise<void> {
   const dir = tempDir('kafka-apply');
   const config = normaliseConfig({ store: { url: 'file://./store' }, log: { type: 'kafka', brokers, topic }, stateDir: './state' }, dir, 'bench');
   const cairn = new Cairn(config, { logger: silentLogger });
-  const put: Processor = { name: 'put', apply: (r, s) => s.put(r.key ?? '', r.value) };
   const processor = cairn.processor('p0', put, { batchSize: 1000, everyRecords: 0 });
   const summary = await processor.run({ untilLsn: records - 1 });
   await processor.close();

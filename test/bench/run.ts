@@ -1,10 +1,10 @@
 /**
  * `npm run bench`: one JSON line per figure, each a ratio of Cairn against a baseline measured
  * in this run on the same data. Sizes: BENCH_STATE_MIB (default 1024), BENCH_SMALL_MIB (10),
- * BENCH_RECORDS (300000), BENCH_KAFKA_RECORDS (1000000), BENCH_FLEET_STATE_MIB (256). Needs MinIO and Kafka (started here)
+ * BENCH_RECORDS (300000), BENCH_KAFKA_RECORDS (1000000), BENCH_FLEET_STATE_MIB (256),
+ * BENCH_SHARING_STATE_MIB (256). Needs MinIO and Kafka (started here)
  * and s5cmd (built here).
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -16,6 +16,8 @@ import { Cairn } from '../../src/runtime/cairn.js';
 import type { Processor } from '../../src/runtime/processor-module.js';
 import type { Capture } from '../../src/state/types.js';
 import { MemoryLog } from './memory-log.js';
+import { sharingFigure } from './sharing.js';
+import { restoreFigure, uploadFigure } from './transfer.js';
 import { fleetFigures } from './fleet.js';
 import { forkFigures } from './fork.js';
 import { kafkaThroughput } from './kafka.js';
@@ -26,6 +28,7 @@ const SMALL_MIB = Number(process.env.BENCH_SMALL_MIB ?? 10);
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 300_000);
 const KAFKA_RECORDS = Number(process.env.BENCH_KAFKA_RECORDS ?? 1_000_000);
 const FLEET_STATE_MIB = Number(process.env.BENCH_FLEET_STATE_MIB ?? 256);
+const SHARING_STATE_MIB = Number(process.env.BENCH_SHARING_STATE_MIB ?? 256);
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.stderr.write(`machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}\n`);
@@ -162,22 +165,12 @@ async function stateFigures(): Promise<void> {
     firstCheckpointMs: Math.round(first.ms),
     secondCheckpointMs: Math.round(second.ms),
   });
+  const setup = { cairn, s5cmd, endpoint, bucket, prefix, dir };
+  const capture = await state.capture(join(dir, 'cp-upload'));
+  await uploadFigure(setup, capture);
+  await capture.release();
   await state.close();
-
-  // Restore vs s5cmd on the same objects, alternating to share cache effects fairly.
-  const cairnTimes: number[] = [];
-  const s5Times: number[] = [];
-  const from = `s3://${bucket}/${prefix}/${meta.partition}/${meta.snapshotId}_${meta.lsn}/*`;
-  for (let round = 0; round < 2; round++) {
-    const s5dir = tempDir('s5cmd');
-    s5Times.push((await timed(async () => execFileSync(s5cmd, ['--endpoint-url', endpoint, '--numworkers', '64', 'cp', from, `${s5dir}/`], { stdio: ['ignore', 'ignore', 'inherit'] }))).ms);
-    rmSync(s5dir, { recursive: true, force: true });
-    const target = join(tempDir('restore'), 'p0');
-    cairnTimes.push((await timed(() => cairn.snapshots.restore({ partition: 'p0', targetDir: target, concurrency: 64 }))).ms);
-    rmSync(target, { recursive: true, force: true });
-  }
-  const ratioA = Math.min(...s5Times) / Math.min(...cairnTimes);
-  emit({ figure: 'restore_vs_s5cmd', ratio: round(ratioA), target: '>= 1.0', met: ratioA >= 1.0, bytes: total, cairnMs: Math.round(Math.min(...cairnTimes)), s5cmdMs: Math.round(Math.min(...s5Times)), note: 'cairn also verifies sha256, fsyncs and opens LevelDB' });
+  await restoreFigure(setup, meta.partition, `${meta.partition}/${meta.snapshotId}_${meta.lsn}`);
   await cairn.close();
   rmSync(dir, { recursive: true, force: true });
 }
@@ -185,6 +178,7 @@ async function stateFigures(): Promise<void> {
 const only = process.argv.slice(2);
 if (only.length === 0 || only.includes('apply')) await applyThroughput();
 if (only.length === 0 || only.includes('state')) await stateFigures();
+if (only.length === 0 || only.includes('sharing')) await sharingFigure(SHARING_STATE_MIB);
 if (only.length === 0 || only.includes('fork')) await forkFigures(STATE_MIB, SMALL_MIB);
 if (only.length === 0 || only.includes('kafka')) await kafkaThroughput(KAFKA_RECORDS);
 if (only.length === 0 || only.includes('fleet')) await fleetFigures(FLEET_STATE_MIB);

@@ -1,4 +1,4 @@
-import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, TransferProgress } from '../../src/store/types.js';
+import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, TransferProgress, UploadOptions } from '../../src/store/types.js';
 
 /**
  * Counts every request made through an ObjectStore (list counts once per call, however many
@@ -56,7 +56,7 @@ export class CountingStore implements ObjectStore {
     return this.inner.put(key, body, options);
   }
 
-  async uploadFile(key: string, path: string, options?: TransferProgress) {
+  async uploadFile(key: string, path: string, options?: UploadOptions) {
     this.note('uploadFile', key);
     await this.slow();
     return this.inner.uploadFile(key, path, options);

@@ -1,7 +1,7 @@
 import { open, stat, utimes } from 'node:fs/promises';
 import { CairnError, type ErrorCode } from '../../src/core/errors.js';
 import { sha256File } from '../../src/core/checksums.js';
-import type { CopyOptions, DownloadOptions, DownloadResult, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from '../../src/store/types.js';
+import type { CopyOptions, DownloadOptions, DownloadResult, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, UploadOptions } from '../../src/store/types.js';
 
 /**
  * A fault injector over a real ObjectStore (never a stand-in for one): selected calls fail
@@ -183,7 +183,7 @@ export class FaultyStore implements ObjectStore {
     return this.call('put', key, () => this.inner.put(key, body, options));
   }
 
-  uploadFile(key: string, path: string, options?: TransferProgress): Promise<{ etag: string; size: number }> {
+  uploadFile(key: string, path: string, options?: UploadOptions): Promise<{ etag: string; size: number }> {
     return this.call('uploadFile', key, () => this.inner.uploadFile(key, path, options));
   }
 

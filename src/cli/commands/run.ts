@@ -21,7 +21,7 @@ export function describeRun(s: RunSummary): string {
   const published = s.snapshots.filter((x) => x.status === 'published');
   return [
     `${s.partition}: started from ${s.start.source} state at LSN ${s.start.lsn}${s.start.reason ? ` (${s.start.reason})` : ''}`,
-    `applied ${s.recordsApplied} records${s.recordsSkipped ? `, skipped ${s.recordsSkipped}` : ''}; now at LSN ${s.appliedLsn}; stopped by ${s.stoppedBy}`,
+    `applied ${s.recordsApplied} records${s.recordsSkipped ? `, skipped ${s.recordsSkipped}` : ''} in ${(s.durationMs / 1000).toFixed(1)} s (${s.recordsPerSec} records/s); now at LSN ${s.appliedLsn}; stopped by ${s.stoppedBy}`,
     `snapshots: ${published.length} published${published.length ? ` (last at LSN ${published[published.length - 1]!.metadata.lsn})` : ''}, ${s.snapshots.length - published.length} superseded`,
   ].join('\n');
 }

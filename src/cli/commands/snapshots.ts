@@ -29,6 +29,24 @@ export function registerSnapshots(program: Command): void {
     );
 
   snapshots
+    .command('gc')
+    .description('delete objects no readable snapshot references (latest.json retained and evicted, pins), in folders older than an hour; needed with snapshots.sharing "shared", harmless with "copy"')
+    .requiredOption('--partition <p>', 'partition name')
+    .option('--dry-run', 'say what would be deleted')
+    .action(
+      action(async (ctx, opts: { partition: string; dryRun?: boolean }) => {
+        const partition = validatePartition(opts.partition);
+        const r = await ctx.cairn.snapshots.collectGarbage(partition, { dryRun: Boolean(opts.dryRun) });
+        ctx.output(r, () =>
+          [
+            ...r.deleted.map((k) => `${r.dryRun ? 'would delete' : 'deleted'} ${k}`),
+            `${partition}: ${r.roots.length} readable snapshots, ${r.swept.length} other folders swept, ${r.deleted.length} objects ${r.dryRun ? 'to delete' : 'deleted'}, ${r.shared.length} kept as shared`,
+          ].join('\n'),
+        );
+      }),
+    );
+
+  snapshots
     .command('show')
     .description("a snapshot's metadata.json (default: the latest)")
     .requiredOption('--partition <p>', 'partition name')
