@@ -286,6 +286,13 @@ export class PartitionProcessor {
     }
     await this.commits.settle();
     await this.drainSnapshot();
+    // A run that ends by itself (not on a signal, which must stop promptly) may end while a
+    // snapshot uploads, with the next one due: taking it keeps the newest snapshot less than
+    // everyRecords behind, as while running.
+    if (stoppedBy !== 'signal') {
+      await this.maybeSnapshot();
+      await this.drainSnapshot();
+    }
     if (options.checkpointOnExit && this.appliedLsn > this.lastSnapshotLsn) await this.checkpoint();
     this.requested?.settle({ status: 'failed', reason: `processor stopped (${stoppedBy})` });
     this.requested = undefined;

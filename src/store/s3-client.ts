@@ -5,14 +5,28 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { STORE_DEFAULTS } from '../core/config.js';
 import type { S3ObjectStoreOptions } from './s3-options.js';
 
+/** The region requests are signed for: the option, else the SDK's usual environment variables. */
+export function regionOf(o: Pick<S3ObjectStoreOptions, 'region'>): string {
+  return o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+}
+
+/** Path style is what MinIO and most S3-compatible servers expect behind a custom endpoint. */
+export function usesPathStyle(o: Pick<S3ObjectStoreOptions, 'forcePathStyle' | 'endpoint'>): boolean {
+  return o.forcePathStyle ?? Boolean(o.endpoint);
+}
+
+/** Sockets per endpoint, for the SDK's agents and the direct download path alike. */
+export function maxSocketsOf(o: Pick<S3ObjectStoreOptions, 'maxSockets'>): number {
+  return o.maxSockets ?? 64;
+}
+
 export function buildClient(o: S3ObjectStoreOptions): S3Client {
-  const agent = { keepAlive: true, maxSockets: o.maxSockets ?? 64 };
+  const agent = { keepAlive: true, maxSockets: maxSocketsOf(o) };
   const requestTimeoutMs = o.requestTimeoutMs ?? STORE_DEFAULTS.requestTimeoutMs;
   return new S3Client({
-    region: o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    region: regionOf(o),
     ...(o.endpoint ? { endpoint: o.endpoint } : {}),
-    // Path style is what MinIO and most S3-compatible servers expect behind a custom endpoint.
-    forcePathStyle: o.forcePathStyle ?? Boolean(o.endpoint),
+    forcePathStyle: usesPathStyle(o),
     ...(o.credentials ? { credentials: o.credentials } : {}),
     // The SDK never retries: S3ObjectStore retries each request itself (one layer, one
     // backoff formula, one attempt count). SDK retries underneath would multiply with it.

@@ -22,7 +22,7 @@ import { STORE_DEFAULTS } from '../core/config.js';
 import { CairnError, isCairnError } from '../core/errors.js';
 import { checkPutOptions, throwIfAborted, unquoteEtag, validateFolderPrefix, validateKey, validatePrefix, validateRange } from './keys.js';
 import { mapS3Error, type S3ErrorContext } from './s3-errors.js';
-import { buildClient } from './s3-client.js';
+import { buildClient, maxSocketsOf, regionOf, usesPathStyle } from './s3-client.js';
 import { s3Capabilities, s3Url, type S3ObjectStoreOptions } from './s3-options.js';
 import { progressAcrossAttempts, resolveOwnWrite, retryRequest, STORE_BACKOFF, type RetryHooks, type RetryPolicy } from './request-retry.js';
 import { ByteBudget, localSize, partRanges, readExactly, runAllOrAbort, writeAt, type Range } from './transfer.js';
@@ -96,9 +96,9 @@ export class S3ObjectStore implements ObjectStore {
             client: this.client,
             bucket: this.bucket,
             endpoint: options.endpoint,
-            region: options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
-            forcePathStyle: options.forcePathStyle ?? Boolean(options.endpoint),
-            maxSockets: options.maxSockets ?? 64,
+            region: regionOf(options),
+            forcePathStyle: usesPathStyle(options),
+            maxSockets: maxSocketsOf(options),
             connectTimeoutMs: options.connectTimeoutMs ?? STORE_DEFAULTS.connectTimeoutMs,
             requestTimeoutMs: options.requestTimeoutMs ?? STORE_DEFAULTS.requestTimeoutMs,
             bufferBytes: options.downloadBufferBytes ?? 128 * MiB,
