@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { registerCheckpoint } from './commands/checkpoint.js';
+import { registerClass } from './commands/class.js';
 import { registerCoordinator } from './commands/coordinator.js';
 import { registerDemo } from './commands/demo.js';
 import { registerFork } from './commands/fork.js';
+import { registerLifecycle } from './commands/lifecycle.js';
 import { registerLog } from './commands/log.js';
 import { registerPointer } from './commands/pointer.js';
 import { registerRestore } from './commands/restore.js';
@@ -25,7 +27,8 @@ export function buildProgram(): Command {
     .exitOverride();
   // Usage errors are exit 2 with one line, like every other bad input.
   program.configureOutput({ outputError: (str, write) => write(`cairn: error: ${str.replace(/^error: /, '').trim()} [BAD_INPUT]\n`) });
-  for (const register of [registerDemo, registerLog, registerRun, registerCheckpoint, registerSnapshots, registerPointer, registerRestore, registerVerify, registerState, registerFork, registerCoordinator]) register(program);
+  for (const register of [registerDemo, registerLog, registerRun, registerCheckpoint, registerSnapshots, registerPointer, registerRestore, registerVerify, registerState, registerFork, registerCoordinator, registerClass]) register(program);
+  registerLifecycle(program);
   for (const cmd of allCommands(program)) cmd.exitOverride().configureOutput(program.configureOutput());
   return program;
 }

@@ -2,6 +2,7 @@ import { CairnError, isCairnError, toCairnError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Log, LogInfo } from '../log/types.js';
 import type { Report, ReportReply } from '../runtime/coordinator-protocol.js';
+import type { Placement } from '../snapshots/placement.js';
 import type { SnapshotRepository } from '../snapshots/repository.js';
 import { CoordinatorLog } from './log-access.js';
 import type { CoordinatorMetrics } from './metrics.js';
@@ -11,7 +12,10 @@ import { decideTrim, readArchived, type ArchivedSnapshot, type TrimPolicy } from
 export interface CoordinatorOptions {
   /** Builds the log client; called once for Kafka, per operation for the embedded log. */
   createLog: () => Log;
+  /** The home store's snapshots: which partitions exist. */
   repository: SnapshotRepository;
+  /** The stores of each partition's class, whose lowest archived LSN bounds a trim; default: `repository` alone. */
+  placement?: Placement;
   policy: TrimPolicy;
   /** Automatic trims this often (ms); 0 = only on request. */
   trimIntervalMs: number;
@@ -34,6 +38,8 @@ export interface PartitionStatus {
   /** Lowest LSN of the retained, verified snapshots, read from the store; null when none. */
   archivedLsn: number | null;
   archivedSnapshot: ArchivedSnapshot | null;
+  /** With several stores in the partition's class: each one's archived LSN. */
+  archivedByStore?: Array<{ store: string; archivedLsn: number | null; error?: string }>;
   latestSnapshot: ArchivedSnapshot | null;
   /** The log's first retained LSN. */
   trimPoint: number | null;
@@ -60,6 +66,7 @@ export interface TrimOutcome {
   dryRun: boolean;
   log: LogView;
   archivedLsn: number | null;
+  archivedByStore?: Array<{ store: string; archivedLsn: number | null; error?: string }>;
   trimBefore: number;
   moves: boolean;
   trimmed: boolean;
@@ -140,7 +147,7 @@ export class Coordinator {
 
   async status(partition: string): Promise<PartitionStatus> {
     const now = this.now();
-    const [logResult, stored] = await Promise.all([this.logView(partition).then((v) => ({ v }), (err: unknown) => ({ err: toCairnError(err) })), readArchived(this.o.repository, partition)]);
+    const [logResult, stored] = await Promise.all([this.logView(partition).then((v) => ({ v }), (err: unknown) => ({ err: toCairnError(err) })), readArchived(this.o.placement ?? this.o.repository, partition)]);
     const view = 'v' in logResult ? logResult.v : null;
     const decision = view ? this.decide(partition, view, stored.archived, false) : undefined;
     this.updateGauges(partition, view, stored.archived?.lsn, decision?.trimBefore);
@@ -150,10 +157,11 @@ export class Coordinator {
       ...('err' in logResult ? { logError: { code: logResult.err.code, message: logResult.err.message } } : {}),
       archivedLsn: stored.archived?.lsn ?? null,
       archivedSnapshot: stored.archived ?? null,
+      ...(stored.stores ? { archivedByStore: stored.stores } : {}),
       latestSnapshot: stored.newest ?? null,
       trimPoint: view?.start ?? null,
       safeTrimPoint: decision?.trimBefore ?? null,
-      reasons: decision?.reasons ?? [],
+      reasons: [...(stored.note ? [stored.note] : []), ...(decision?.reasons ?? [])],
       replicas: this.book.replicas(partition).map((r) => ({
         node: r.node,
         appliedLsn: r.appliedLsn,
@@ -218,12 +226,22 @@ export class Coordinator {
   }
 
   private async trimNow(partition: string, dryRun: boolean, automatic: boolean): Promise<TrimOutcome> {
-    const [view, stored] = await Promise.all([this.logView(partition), readArchived(this.o.repository, partition)]);
+    const [view, stored] = await Promise.all([this.logView(partition), readArchived(this.o.placement ?? this.o.repository, partition)]);
     const decision = this.decide(partition, view, stored.archived, automatic);
     // The lag gauge shows what is archived but still in the log, whatever the trim delay.
     const safe = automatic ? this.decide(partition, view, stored.archived, false).trimBefore : decision.trimBefore;
     this.updateGauges(partition, view, stored.archived?.lsn, safe);
-    const outcome: TrimOutcome = { partition, dryRun, log: view, archivedLsn: stored.archived?.lsn ?? null, ...decision, trimmed: false, delegated: false };
+    const outcome: TrimOutcome = {
+      partition,
+      dryRun,
+      log: view,
+      archivedLsn: stored.archived?.lsn ?? null,
+      ...(stored.stores ? { archivedByStore: stored.stores } : {}),
+      ...decision,
+      reasons: [...(stored.note ? [stored.note] : []), ...decision.reasons],
+      trimmed: false,
+      delegated: false,
+    };
     if (dryRun || !decision.moves) return outcome;
     const mode = automatic ? 'automatic' : 'manual';
     let after: LogInfo | undefined;

@@ -1,5 +1,6 @@
-import { isCairnError } from '../core/errors.js';
+import { isCairnError, toCairnError } from '../core/errors.js';
 import type { LogInfo } from '../log/types.js';
+import { Placement } from '../snapshots/placement.js';
 import type { SnapshotRepository } from '../snapshots/repository.js';
 
 /**
@@ -84,8 +85,8 @@ export function decideTrim(input: TrimInput): TrimDecision {
  * retained entry that does not verify is skipped, so the archived LSN only ever comes from
  * snapshots a bootstrap could really use; undefined when there are none.
  */
-export async function readArchivedLsn(repository: SnapshotRepository, partition: string): Promise<number | undefined> {
-  return (await readArchived(repository, partition)).archived?.lsn;
+export async function readArchivedLsn(source: SnapshotRepository | Placement, partition: string): Promise<number | undefined> {
+  return (await readArchived(source, partition)).archived?.lsn;
 }
 
 export interface ArchivedSnapshot {
@@ -95,9 +96,43 @@ export interface ArchivedSnapshot {
   createdAt: number;
 }
 
-/** The snapshot that sets the archived LSN, and the newest retained one (both verified). */
-export async function readArchived(repository: SnapshotRepository, partition: string): Promise<{ archived?: ArchivedSnapshot; newest?: ArchivedSnapshot }> {
-  const latest = await repository.latest(partition);
+export interface ArchivedRead {
+  archived?: ArchivedSnapshot;
+  newest?: ArchivedSnapshot;
+  /** With several stores in the partition's class: each store's archived LSN (null: none, or no answer). */
+  stores?: Array<{ store: string; archivedLsn: number | null; error?: string }>;
+  /** With several stores: which one sets the bound, or why there is none, in words. */
+  note?: string;
+}
+
+/**
+ * The archived LSN over every store of the partition's class: the lowest, so the log is
+ * trimmed only where every region can bootstrap. A store without a verified snapshot, or
+ * one that does not answer, holds the trim back entirely (no archived LSN).
+ */
+export async function readArchived(source: SnapshotRepository | Placement, partition: string): Promise<ArchivedRead> {
+  if (!(source instanceof Placement)) return readArchivedIn(source, partition);
+  const { className, stores } = await source.placementOf(partition);
+  if (stores.length === 1) return readArchivedIn(stores[0]!.repository, partition);
+  const reads = await Promise.allSettled(stores.map((s) => readArchivedIn(s.repository, partition)));
+  const perStore = reads.map((r, i) =>
+    r.status === 'fulfilled' ? { store: stores[i]!.name, archivedLsn: r.value.archived?.lsn ?? null } : { store: stores[i]!.name, archivedLsn: null, error: toCairnError(r.reason).message },
+  );
+  const answers = reads.flatMap((r, i) => (r.status === 'fulfilled' ? [{ store: stores[i]!.name, ...r.value }] : []));
+  const newest = answers.flatMap((a) => (a.newest ? [a.newest] : [])).sort((a, b) => b.lsn - a.lsn)[0];
+  const found = { stores: perStore, ...(newest ? { newest } : {}) };
+  const missing = perStore.find((s) => s.archivedLsn === null);
+  if (missing) {
+    const why = missing.error ? `did not answer (${missing.error})` : 'holds no verified snapshot';
+    return { ...found, note: `store ${missing.store} of class ${className} ${why}: the log is trimmed only where every store of the class can bootstrap` };
+  }
+  const lowest = answers.sort((a, b) => a.archived!.lsn - b.archived!.lsn)[0]!;
+  const each = perStore.map((s) => `${s.store} ${s.archivedLsn}`).join(', ');
+  return { ...found, archived: lowest.archived!, note: `archived LSN over the stores of class ${className} (${each}): store ${lowest.store} sets the bound` };
+}
+
+/** The snapshot that sets the archived LSN in one store, and its newest retained one (both verified). */
+async function readArchivedIn(repository: SnapshotRepository, partition: string): Promise<ArchivedRead> {  const latest = await repository.latest(partition);
   if (!latest) return {};
   const verified: ArchivedSnapshot[] = [];
   for (const entry of latest.pointer.retained) {

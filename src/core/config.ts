@@ -3,39 +3,15 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { CairnError } from './errors.js';
 import { NODE_NAME, PARTITION_NAME } from './names.js';
+import { normalisePlacement, placementSchema, storeSchema, type PlacementConfig, type StoreConfig } from './placement-config.js';
 import { firstIssue } from './validation.js';
+
+export { STORE_DEFAULTS, type PlacementConfig, type StorageClassConfig, type StoreConfig } from './placement-config.js';
 
 /**
  * Configuration is validated once, here, into a normalised object with absolute paths;
  * nothing below the CLI or the library entry point re-reads or re-checks it.
  */
-const storeSchema = z
-  .object({
-    url: z.string().regex(/^(file|s3):\/\//, 'expected file://PATH or s3://BUCKET[/PREFIX]'),
-    endpoint: z.string().url().optional(),
-    region: z.string().min(1).optional(),
-    forcePathStyle: z.boolean().optional(),
-    storageClass: z.string().regex(/^[A-Z_]{1,32}$/).optional(),
-    multipartThresholdBytes: z.number().int().min(5 * 1024 * 1024).optional(),
-    partSizeBytes: z.number().int().min(5 * 1024 * 1024).optional(),
-    /** Time allowed to open a TCP (and TLS) connection to the store. */
-    connectTimeoutMs: z.number().int().min(100).max(600_000).optional(),
-    /** A request whose response has not started (or whose socket stays silent) this long fails. */
-    requestTimeoutMs: z.number().int().min(100).max(3_600_000).optional(),
-    /** Attempts per request, the first included (1 = never retry). The only retry layer for store requests. */
-    maxAttempts: z.number().int().min(1).max(20).optional(),
-  })
-  .strict();
-
-/** Defaults for the store, in one place (the backends take them from StoreConfig). */
-export const STORE_DEFAULTS = {
-  multipartThresholdBytes: 64 * 1024 * 1024,
-  partSizeBytes: 16 * 1024 * 1024,
-  connectTimeoutMs: 10_000,
-  requestTimeoutMs: 30_000,
-  maxAttempts: 4,
-} as const;
-
 /** Worker groups (`cairn run --group`), in one place. */
 export const FLEET_DEFAULTS = { sessionTimeoutMs: 30_000, checkpointOnRevoke: true, commitIntervalMs: 5_000, handoffTimeoutMs: 30_000 };
 
@@ -81,7 +57,8 @@ const logSchema = z.discriminatedUnion('type', [
 
 export const configSchema = z
   .object({
-    store: storeSchema.default({ url: 'file://./.cairn/store' }),
+    store: storeSchema.optional(),
+    ...placementSchema,
     log: logSchema.default({ type: 'embedded', dir: './.cairn/log' }),
     stateDir: z.string().min(1).default('./.cairn/state'),
     node: z.string().regex(NODE_NAME).optional(),
@@ -95,9 +72,14 @@ export const configSchema = z
         evictionGraceMs: z.number().int().min(0).max(7 * 24 * 3_600_000).default(300_000),
         /** "copy": every snapshot self-contained; "shared": unchanged tables referenced where stored (checkpoint.ts, sweep.ts). */
         sharing: z.enum(['copy', 'shared']).default('copy'),
+        /**
+         * What happens to objects of evicted snapshots: "delete" them, or "tag" them
+         * cairn-retired=true for a bucket lifecycle rule to expire (`cairn lifecycle`; sweep.ts).
+         */
+        retire: z.enum(['delete', 'tag']).default('delete'),
       })
       .strict()
-      .default({ everyRecords: 100_000, retain: 3, concurrency: 16, evictionGraceMs: 300_000, sharing: 'copy' }),
+      .default({ everyRecords: 100_000, retain: 3, concurrency: 16, evictionGraceMs: 300_000, sharing: 'copy', retire: 'delete' }),
     runtime: z
       .object({
         batchSize: z.number().int().min(1).max(100_000).default(1000),
@@ -135,26 +117,6 @@ export const configSchema = z
 
 export type RawConfig = z.input<typeof configSchema>;
 
-export interface StoreConfig {
-  kind: 'fs' | 's3';
-  url: string;
-  /** fs: absolute root folder. */
-  root?: string;
-  /** s3: bucket and key prefix (no leading or trailing slash; may be empty). */
-  bucket?: string;
-  prefix?: string;
-  endpoint?: string;
-  region?: string;
-  forcePathStyle?: boolean;
-  storageClass?: string;
-  multipartThresholdBytes: number;
-  partSizeBytes: number;
-  connectTimeoutMs: number;
-  requestTimeoutMs: number;
-  /** Attempts per store request, the first included. */
-  maxAttempts: number;
-}
-
 export type LogConfig = { type: 'embedded'; dir: string; unavailableTimeoutMs: number } | KafkaLogConfig;
 
 export interface KafkaLogConfig {
@@ -181,11 +143,14 @@ export interface KafkaSasl {
 export interface CairnConfig {
   /** Where the configuration came from: a file path, or 'default'. */
   source: string;
+  /** The home store (placement.stores[placement.homeStore]): pointers, forks and fleet records. */
   store: StoreConfig;
+  /** Named stores and storage classes; a single-store config has one store and STANDARD. */
+  placement: PlacementConfig;
   log: LogConfig;
   stateDir: string;
   node: string;
-  snapshots: { everyRecords: number; retain: number; concurrency: number; evictionGraceMs: number; sharing: 'copy' | 'shared' };
+  snapshots: { everyRecords: number; retain: number; concurrency: number; evictionGraceMs: number; sharing: 'copy' | 'shared'; retire: 'delete' | 'tag' };
   runtime: { batchSize: number; onBadRecord: 'stop' | 'skip' };
   fleet: { sessionTimeoutMs: number; checkpointOnRevoke: boolean; commitIntervalMs: number; handoffTimeoutMs: number };
   coordinator?: CoordinatorConfig;
@@ -216,32 +181,7 @@ export function normaliseConfig(raw: unknown, baseDir: string, source: string): 
   }
   const c = parsed.data;
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
-  const store: StoreConfig = {
-    kind: c.store.url.startsWith('s3://') ? 's3' : 'fs',
-    url: c.store.url,
-    multipartThresholdBytes: c.store.multipartThresholdBytes ?? STORE_DEFAULTS.multipartThresholdBytes,
-    partSizeBytes: c.store.partSizeBytes ?? STORE_DEFAULTS.partSizeBytes,
-    connectTimeoutMs: c.store.connectTimeoutMs ?? STORE_DEFAULTS.connectTimeoutMs,
-    requestTimeoutMs: c.store.requestTimeoutMs ?? STORE_DEFAULTS.requestTimeoutMs,
-    maxAttempts: c.store.maxAttempts ?? STORE_DEFAULTS.maxAttempts,
-    ...(c.store.endpoint ? { endpoint: c.store.endpoint } : {}),
-    ...(c.store.region ? { region: c.store.region } : {}),
-    ...(c.store.forcePathStyle !== undefined ? { forcePathStyle: c.store.forcePathStyle } : {}),
-    ...(c.store.storageClass ? { storageClass: c.store.storageClass } : {}),
-  };
-  if (store.kind === 'fs') {
-    store.root = abs(decodeURIComponent(c.store.url.slice('file://'.length)));
-  } else {
-    const rest = c.store.url.slice('s3://'.length);
-    const slash = rest.indexOf('/');
-    store.bucket = slash < 0 ? rest : rest.slice(0, slash);
-    store.prefix = slash < 0 ? '' : rest.slice(slash + 1).replace(/^\/+|\/+$/g, '');
-    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(store.bucket)) {
-      throw new CairnError('INVALID_CONFIG', `${source}: invalid field store.url: bad bucket name ${JSON.stringify(store.bucket)}`, {
-        details: { path: 'store.url', source },
-      });
-    }
-  }
+  const placement = normalisePlacement(c, baseDir, source);
   const unavailable = c.log.unavailableTimeoutMs ?? LOG_UNAVAILABLE_TIMEOUT_MS;
   const log: LogConfig =
     c.log.type === 'embedded'
@@ -249,7 +189,8 @@ export function normaliseConfig(raw: unknown, baseDir: string, source: string): 
       : kafkaLogConfig(c.log, unavailable, abs, source);
   return {
     source,
-    store,
+    store: placement.stores[placement.homeStore]!,
+    placement,
     log,
     stateDir: abs(c.stateDir),
     node: c.node ?? defaultNodeName(),

@@ -7,7 +7,7 @@ import { linkOrCopy } from '../core/files.js';
 import { SNAPSHOT_ID } from '../core/names.js';
 import type { Logger } from '../core/logger.js';
 import type { Log } from '../log/types.js';
-import type { SnapshotRepository, RestoreResult } from '../snapshots/repository.js';
+import type { SnapshotAccess, RestoreResult } from '../snapshots/repository.js';
 import { removeAbandonedRestores } from '../snapshots/restore-workdir.js';
 import { PartitionState } from '../state/partition-state.js';
 
@@ -33,7 +33,7 @@ export interface BootstrapContext {
   logPartition: string;
   dir: string;
   log: Log;
-  repository: SnapshotRepository;
+  repository: SnapshotAccess;
   logger: Logger;
   onProgress?: (done: number, total: number) => void;
 }
@@ -88,7 +88,7 @@ export async function bootstrapFromSnapshot(ctx: BootstrapContext, localLsn: num
   });
   // A fallback may land on an older snapshot: it must still cover the log start.
   if (result.metadata.lsn + 1 < logStart) throw trimGapError(ctx.partition, { localLsn, logStart, snapshotLsn: result.metadata.lsn });
-  ctx.logger.info({ partition: ctx.partition, lsn: result.metadata.lsn, snapshotId: result.metadata.snapshotId, bytes: result.bytes, skipped: result.skipped }, 'bootstrapped from snapshot');
+  ctx.logger.info({ partition: ctx.partition, lsn: result.metadata.lsn, snapshotId: result.metadata.snapshotId, bytes: result.bytes, skipped: result.skipped, store: result.store }, 'bootstrapped from snapshot');
   return result;
 }
 

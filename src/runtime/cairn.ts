@@ -5,7 +5,8 @@ import { silentLogger, type Logger } from '../core/logger.js';
 import { validatePartition } from '../core/names.js';
 import { createLog } from '../log/index.js';
 import type { Log } from '../log/types.js';
-import { SnapshotRepository, type CheckpointResult } from '../snapshots/repository.js';
+import { Placement, type PlacedCheckpointResult } from '../snapshots/placement.js';
+import { SnapshotRepository } from '../snapshots/repository.js';
 import { PartitionState } from '../state/partition-state.js';
 import { createStore } from '../store/index.js';
 import type { ObjectStore } from '../store/types.js';
@@ -19,8 +20,10 @@ import type { Processor } from './processor-module.js';
 export interface CairnOptions {
   logger?: Logger;
   metrics?: RuntimeMetrics;
-  /** Use this store instead of building one from config (tests, custom wrappers). */
+  /** Use this store instead of building the home store from config (tests, custom wrappers). */
   store?: ObjectStore;
+  /** Use these instead of building the named stores from config (the home store: `store`). */
+  stores?: Record<string, ObjectStore>;
   /** Use this log instead of building one from config. */
   log?: Log;
 }
@@ -43,6 +46,8 @@ export class Cairn {
   private storeInstance: ObjectStore | undefined;
   private logInstance: Log | undefined;
   private repositoryInstance: SnapshotRepository | undefined;
+  private readonly otherStores = new Map<string, { store: ObjectStore; repository: SnapshotRepository }>();
+  private placementInstance: Placement | undefined;
   private forkOperations: ForkOperations | undefined;
   readonly logger: Logger;
   readonly metrics: RuntimeMetrics;
@@ -56,7 +61,7 @@ export class Cairn {
   }
 
   get store(): ObjectStore {
-    this.storeInstance ??= this.options.store ?? createStore(this.config.store, { registry: this.metrics.registry });
+    this.storeInstance ??= this.options.store ?? this.options.stores?.[this.config.placement.homeStore] ?? createStore(this.config.store, { registry: this.metrics.registry });
     return this.storeInstance;
   }
 
@@ -65,16 +70,44 @@ export class Cairn {
     return this.logInstance;
   }
 
+  /** The home store's snapshots: pointers and metadata as the home region sees them. */
   get snapshots(): SnapshotRepository {
-    this.repositoryInstance ??= new SnapshotRepository(this.store, {
+    this.repositoryInstance ??= this.repositoryFor(this.store);
+    return this.repositoryInstance;
+  }
+
+  /**
+   * The snapshots of every store of a partition's storage class: checkpoints go to all of
+   * them, bootstraps and restores read the home store first (placement.ts).
+   */
+  get placement(): Placement {
+    this.placementInstance ??= new Placement(this.config.placement, (name) => this.repositoryOf(name), this.logger);
+    return this.placementInstance;
+  }
+
+  /** The snapshot repository of a named store (the home store's is `snapshots`). */
+  repositoryOf(name: string): SnapshotRepository {
+    if (name === this.config.placement.homeStore) return this.snapshots;
+    const config = this.config.placement.stores[name];
+    if (!config) throw badInput(`unknown store ${JSON.stringify(name)} (stores: ${Object.keys(this.config.placement.stores).join(', ')})`);
+    let entry = this.otherStores.get(name);
+    if (!entry) {
+      const store = this.options.stores?.[name] ?? createStore(config, { registry: this.metrics.registry });
+      entry = { store, repository: this.repositoryFor(store) };
+      this.otherStores.set(name, entry);
+    }
+    return entry.repository;
+  }
+
+  private repositoryFor(store: ObjectStore): SnapshotRepository {
+    return new SnapshotRepository(store, {
       retain: this.config.snapshots.retain,
       concurrency: this.config.snapshots.concurrency,
       evictionGraceMs: this.config.snapshots.evictionGraceMs,
       sharing: this.config.snapshots.sharing,
+      retire: this.config.snapshots.retire,
       logger: this.logger,
-      ...(this.config.store.storageClass ? { storageClass: this.config.store.storageClass } : {}),
     });
-    return this.repositoryInstance;
   }
 
   /** Forks, what-if replays, diffs and pruning. */
@@ -100,7 +133,7 @@ export class Cairn {
       partition: validatePartition(partition),
       processor,
       log: this.log,
-      repository: this.snapshots,
+      repository: this.placement,
       stateDir: this.config.stateDir,
       node: this.config.node,
       everyRecords: this.config.snapshots.everyRecords,
@@ -133,13 +166,13 @@ export class Cairn {
   }
 
   /** Checkpoints a state folder that no processor has open (e.g. after `cairn run` exited). */
-  async checkpointStateDir(partition: string, dir: string, onProgress?: (done: number, total: number) => void): Promise<CheckpointResult> {
+  async checkpointStateDir(partition: string, dir: string, onProgress?: (done: number, total: number) => void): Promise<PlacedCheckpointResult> {
     validatePartition(partition);
     const state = await PartitionState.open(dir, { create: false, partition });
     try {
       const capture = await state.capture(join(dir, '..', '.staging', `${partition}-checkpoint-${process.pid}`));
       try {
-        return await this.snapshots.checkpoint(capture, {
+        return await this.placement.checkpoint(capture, {
           partition,
           node: this.config.node,
           source: this.log.source(partition),
@@ -157,5 +190,6 @@ export class Cairn {
   async close(): Promise<void> {
     await this.logInstance?.close();
     await this.storeInstance?.close();
+    await Promise.all([...this.otherStores.values()].map((s) => s.store.close()));
   }
 }

@@ -68,8 +68,8 @@ export class ForkOperations {
   }
 
   async prune(partition: string, keep: number, dryRun = false): Promise<PruneResult> {
-    const grace = this.c.snapshots.options.evictionGraceMs;
-    return pruneSnapshots(this.c.store, partition, keep, { dryRun, ...(grace !== undefined ? { evictionGraceMs: grace } : {}) });
+    const { evictionGraceMs: grace, retire } = this.c.snapshots.options;
+    return pruneSnapshots(this.c.store, partition, keep, { dryRun, ...(grace !== undefined ? { evictionGraceMs: grace } : {}), ...(retire ? { retire } : {}) });
   }
 
   /**

@@ -8,6 +8,7 @@ export interface RuntimeMetrics {
   appliedLsn: Gauge<'partition'>;
   snapshots: Counter<'partition' | 'status'>;
   snapshotBytes: Counter<'partition' | 'kind'>;
+  snapshotStoreMisses: Counter<'partition' | 'store'>;
   syncPause: Histogram<'partition'>;
   coordinatorReports: Counter<'partition' | 'outcome'>;
   ownershipChanges: Counter<'change'>;
@@ -23,6 +24,12 @@ export function createRuntimeMetrics(registry = new Registry()): RuntimeMetrics 
     appliedLsn: new Gauge({ name: 'cairn_applied_lsn', help: 'Last LSN committed to partition state', labelNames: ['partition'], registers: [registry] }),
     snapshots: new Counter({ name: 'cairn_snapshots_total', help: 'Snapshots by outcome (published, superseded, failed)', labelNames: ['partition', 'status'], registers: [registry] }),
     snapshotBytes: new Counter({ name: 'cairn_snapshot_bytes_total', help: 'Snapshot bytes uploaded from this worker or copied server-side', labelNames: ['partition', 'kind'], registers: [registry] }),
+    snapshotStoreMisses: new Counter({
+      name: 'cairn_snapshot_store_misses_total',
+      help: 'Snapshots published in some stores of their class but not in this one (caught up by the next checkpoint or cairn replicate)',
+      labelNames: ['partition', 'store'],
+      registers: [registry],
+    }),
     syncPause: new Histogram({ name: 'cairn_snapshot_sync_pause_seconds', help: 'Time the apply loop was paused to capture a consistent file set', labelNames: ['partition'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry] }),
     ownershipChanges: new Counter({ name: 'cairn_partition_ownership_changes_total', help: 'Partitions this worker gained, lost to a rebalance, or handed back when stopping (group mode)', labelNames: ['change'], registers: [registry] }),
     partitionLag: new Gauge({ name: 'cairn_partition_lag', help: 'Offsets still to apply: log end - applied LSN - 1 (group mode, updated with each offset commit)', labelNames: ['partition'], registers: [registry] }),

@@ -6,7 +6,7 @@ import { newSnapshotId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { validatePartition } from '../core/names.js';
 import type { Log, LogRecord } from '../log/types.js';
-import type { CheckpointResult, SnapshotRepository } from '../snapshots/repository.js';
+import type { CheckpointResult, SnapshotAccess } from '../snapshots/repository.js';
 import type { Ownership } from '../snapshots/ownership.js';
 import { isLocalCorruption } from '../state/integrity.js';
 import { PartitionState } from '../state/partition-state.js';
@@ -26,7 +26,7 @@ export interface PartitionProcessorOptions {
   logPartition?: string;
   processor: Processor;
   log: Log;
-  repository: SnapshotRepository;
+  repository: SnapshotAccess;
   /** Root state folder; this partition's LevelDB lives in `{stateDir}/{partition}`. */
   stateDir: string;
   node: string;
@@ -71,7 +71,8 @@ export interface SnapshotRequestOutcome {
 
 export interface RunSummary {
   partition: string;
-  start: { source: OpenedState['source']; lsn: number; reason?: string };
+  /** `store`: which store a bootstrap restored from (the home store, or another of the class). */
+  start: { source: OpenedState['source']; lsn: number; reason?: string; store?: string };
   appliedLsn: number;
   recordsApplied: number;
   recordsSkipped: number;
@@ -299,7 +300,7 @@ export class PartitionProcessor {
     const durationMs = Math.round(performance.now() - startedLoop);
     return {
       partition,
-      start: { source: opened.source, lsn: startLsn, ...(opened.reason ? { reason: opened.reason } : {}) },
+      start: { source: opened.source, lsn: startLsn, ...(opened.reason ? { reason: opened.reason } : {}), ...(opened.restore?.store ? { store: opened.restore.store } : {}) },
       appliedLsn: this.appliedLsn,
       recordsApplied: applied,
       recordsSkipped: skipped,
@@ -430,6 +431,7 @@ export class PartitionProcessor {
         if (r.status === 'published') this.lastSnapshotLsn = r.metadata.lsn;
         this.policy.covered(r.status === 'superseded' ? Math.max(r.metadata.lsn, r.currentLsn) : r.metadata.lsn);
         metrics?.snapshots.inc({ partition, status: r.status });
+        for (const o of r.stores ?? []) if (o.status === 'failed') metrics?.snapshotStoreMisses.inc({ partition, store: o.store });
         metrics?.snapshotBytes.inc({ partition, kind: 'uploaded' }, r.metadata.stats.uploadedBytes);
         metrics?.snapshotBytes.inc({ partition, kind: 'copied' }, r.metadata.stats.copiedBytes);
         logger.info({ partition, status: r.status, lsn: r.metadata.lsn, snapshotId: r.metadata.snapshotId, stats: r.metadata.stats }, 'snapshot finished');

@@ -1,6 +1,6 @@
 import PQueue from 'p-queue';
 import { sha256File } from '../core/checksums.js';
-import { isCairnError, toCairnError } from '../core/errors.js';
+import { isCairnError, toCairnError, type ErrorCode } from '../core/errors.js';
 import { newSnapshotId } from '../core/ids.js';
 import { badInput } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -27,7 +27,12 @@ export interface CheckpointOptions {
   retain: number;
   concurrency: number;
   evictionGraceMs?: number;
+  /** The storage class's name, recorded in metadata.json (default STANDARD). */
   storageClass?: string;
+  /** The S3 storage class this snapshot's objects are written with (the class's s3StorageClass). */
+  s3StorageClass?: string;
+  /** One id for the same snapshot written to several stores (placement.ts); default: a new one. */
+  snapshotId?: string;
   /**
    * "copy" (default): every snapshot holds all its files, unchanged tables copied server-side.
    * "shared": an unchanged table is referenced where the previous snapshot has it (no request
@@ -35,6 +40,8 @@ export interface CheckpointOptions {
    * folders then lose only what nothing references (sweep.ts).
    */
   sharing?: 'copy' | 'shared';
+  /** How evicted and unpublished folders' objects go: deleted (default) or tagged for the bucket's lifecycle (sweep.ts). */
+  retire?: 'delete' | 'tag';
   /** sha256 by `${name}:${size}`; default: the capture's own (valid for its open database). */
   hashCache?: Map<string, string>;
   onProgress?: (done: number, total: number) => void;
@@ -47,10 +54,17 @@ export interface CheckpointOptions {
   signal?: AbortSignal;
 }
 
-/** `damaged`: stored objects a copy refused (no longer the recorded bytes); ours were uploaded instead. */
-export type CheckpointResult =
+/** How the snapshot fared in one store of its class (placement.ts). */
+export type StoreOutcome = { store: string; status: 'published' | 'superseded' } | { store: string; status: 'failed'; error: { code: ErrorCode; message: string } };
+
+/**
+ * `damaged`: stored objects a copy refused (no longer the recorded bytes); ours were uploaded
+ * instead. `stores`: set when written through a Placement, one outcome per store of the class.
+ */
+export type CheckpointResult = (
   | { status: 'published'; metadata: SnapshotMetadata; evicted: string[]; damaged: Array<{ key: string; reason: string }> }
-  | { status: 'superseded'; metadata: SnapshotMetadata; currentLsn: number; damaged: Array<{ key: string; reason: string }> };
+  | { status: 'superseded'; metadata: SnapshotMetadata; currentLsn: number; damaged: Array<{ key: string; reason: string }> }
+) & { stores?: StoreOutcome[] };
 
 /**
  * The sha256 a file is published under. A table is read whole once per open database and
@@ -68,6 +82,15 @@ async function hashOf(file: CapturedFile, cache: Map<string, string> | undefined
   return sha256;
 }
 
+/**
+ * Checks and hashes every table of a capture once, before several stores' checkpoints of
+ * it run side by side (placement.ts): each then finds its hashes in the capture's cache.
+ */
+export async function hashTables(capture: Capture, concurrency: number): Promise<void> {
+  const queue = new PQueue({ concurrency });
+  await Promise.all(capture.files.filter((f) => isTableFile(f.name)).map((f) => queue.add(() => hashOf(f, capture.tableHashes))));
+}
+
 async function previousSnapshot(store: ObjectStore, known: PointerRead | undefined, logger?: Logger): Promise<{ files: Map<string, SnapshotFile>; meta?: SnapshotMetadata }> {
   if (!known) return { files: new Map() };
   try {
@@ -83,7 +106,8 @@ async function previousSnapshot(store: ObjectStore, known: PointerRead | undefin
 export async function checkpoint(store: ObjectStore, capture: Capture, options: CheckpointOptions): Promise<CheckpointResult> {
   const started = performance.now();
   if (capture.lsn < 0) throw badInput(`partition ${options.partition} has applied nothing yet; there is nothing to checkpoint`);
-  const snapshotId = newSnapshotId();
+  const snapshotId = options.snapshotId ?? newSnapshotId();
+  const classed = options.s3StorageClass ? { storageClass: options.s3StorageClass } : {};
   const path = layout.snapshotPath(options.partition, snapshotId, capture.lsn);
   const known = await readLatest(store, options.partition);
   const prior = await previousSnapshot(store, known, options.logger);
@@ -129,7 +153,7 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
       }
     } else if (prior && expect) {
       try {
-        const { etag } = await store.copy(prior.key, key, { size: file.size, expect });
+        const { etag } = await store.copy(prior.key, key, { size: file.size, expect, ...classed });
         stats.copiedBytes += file.size;
         progress(file.size);
         return { name: file.name, size: file.size, sha256, key, etag };
@@ -142,7 +166,7 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
         } else if (!isCairnError(err, 'NOT_FOUND')) throw err;
       }
     }
-    const { etag } = await store.uploadFile(key, file.path, { onBytes: progress, sha256, ...(options.signal ? { signal: options.signal } : {}) });
+    const { etag } = await store.uploadFile(key, file.path, { onBytes: progress, sha256, ...classed, ...(options.signal ? { signal: options.signal } : {}) });
     stats.uploadedBytes += file.size;
     return { name: file.name, size: file.size, sha256, key, etag };
   };
@@ -167,7 +191,7 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
       stats: { ...stats, syncPauseMs: round(capture.syncPauseMs), durationMs: round(performance.now() - started + capture.syncPauseMs) },
     };
     // Nothing under the folder is written after metadata.json: it marks the snapshot complete.
-    await store.put(layout.metadata(path), JSON.stringify(metadata, null, 2), { ifNoneMatch: '*', contentType: 'application/json' });
+    await store.put(layout.metadata(path), JSON.stringify(metadata, null, 2), { ifNoneMatch: '*', contentType: 'application/json', ...classed });
     metadataWritten = true;
     await options.beforePublish?.();
     // Tables referenced where the previous snapshot has them stay only while it is listed.
@@ -181,13 +205,13 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
     });
     if (published.status === 'superseded') {
       // Not necessarily never published (a lost response): see sweepUnpublished.
-      await sweepUnpublished(store, options.partition, path).catch((err: unknown) => {
+      await sweepUnpublished(store, options.partition, path, retiring(options)).catch((err: unknown) => {
         if (!isCairnError(err, 'CORRUPT')) throw err;
         options.logger?.warn({ partition: options.partition, path, err: err.message }, 'superseded snapshot not deleted');
       });
       return { status: 'superseded', metadata, currentLsn: published.current.lsn, damaged };
     }
-    await sweepEvicted(store, options.partition, published.pointer, published.evicted.map((e) => e.path), options.logger).catch((err: unknown) => {
+    await sweepEvicted(store, options.partition, published.pointer, published.evicted.map((e) => e.path), options.logger, retiring(options)).catch((err: unknown) => {
       // Garbage left behind is collected later (cairn snapshots gc); never a reason to fail a
       // published checkpoint, whatever went wrong (an outage, an unreadable snapshot).
       options.logger?.warn({ partition: options.partition, err: toCairnError(err).message }, 'evicted snapshots not deleted; cairn snapshots gc collects them');
@@ -204,7 +228,7 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
     } else {
       // The pointer may list it, or have listed it (a publish that landed though we heard an
       // error): only what nothing readable references goes; a failed read deletes nothing.
-      await sweepUnpublished(store, options.partition, path).catch(() => undefined);
+      await sweepUnpublished(store, options.partition, path, retiring(options)).catch(() => undefined);
     }
     throw err;
   }
@@ -218,6 +242,11 @@ export async function checkpoint(store: ObjectStore, capture: Capture, options: 
 function copyCondition(store: ObjectStore, prior: SnapshotFile): CopyOptions['expect'] | undefined {
   if (store.capabilities.copyVerifies === 'sha256') return { sha256: prior.sha256 };
   return prior.etag === undefined ? undefined : { etag: prior.etag };
+}
+
+/** The sweep options a checkpoint passes on (sweep.ts). */
+function retiring(options: CheckpointOptions): { retire?: 'delete' | 'tag'; logger?: Logger } {
+  return { ...(options.retire ? { retire: options.retire } : {}), ...(options.logger ? { logger: options.logger } : {}) };
 }
 
 function round(ms: number): number {

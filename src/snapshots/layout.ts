@@ -10,6 +10,8 @@ export const layout = {
   latest: (partition: string) => `${validatePartition(partition)}/latest.json`,
   /** Which member of a worker group owns the partition (ownership.ts). */
   owner: (partition: string) => `${validatePartition(partition)}/owner.json`,
+  /** The partition's storage class when `cairn class set` chose one (placement.ts); in every store. */
+  classOverride: (partition: string) => `${validatePartition(partition)}/class.json`,
   snapshotPath: (partition: string, snapshotId: string, lsn: number) =>
     `${validatePartition(partition)}/${snapshotFolderName(snapshotId, lsn)}`,
   metadata: (snapshotPath: string) => `${snapshotPath}/metadata.json`,

@@ -28,7 +28,13 @@ export async function pruneSnapshots(
   store: ObjectStore,
   partition: string,
   keep: number,
-  options: { dryRun?: boolean; now?: number; /** as the checkpoints' (PublishOptions) */ evictionGraceMs?: number } = {},
+  options: {
+    dryRun?: boolean;
+    now?: number;
+    /** as the checkpoints' (PublishOptions) */ evictionGraceMs?: number;
+    /** snapshots.retire: doomed folders' objects deleted (default) or tagged for the bucket's lifecycle (sweep.ts). */
+    retire?: 'delete' | 'tag';
+  } = {},
 ): Promise<PruneResult> {
   validatePartition(partition);
   if (!Number.isSafeInteger(keep) || keep < 1) throw new CairnError('BAD_INPUT', `invalid --keep ${keep}: expected a positive integer (the latest snapshot is always kept)`);
@@ -79,7 +85,7 @@ export async function pruneSnapshots(
     // Kept snapshots (and the pointer's, and pinned ones) may share tables stored in doomed
     // folders: those objects stay (sweep.ts).
     const keep = await referencedKeys(store, new Set([...roots, ...(await readableSnapshots(store, partition, (await readLatest(store, partition))?.pointer))]));
-    await sweepFolders(store, doomed, keep);
+    await sweepFolders(store, doomed, keep, options.retire ? { retire: options.retire } : {});
     return { partition, dryRun: false, kept, deleted: doomed };
   } catch (err) {
     if (!isCairnError(err, 'CORRUPT') || err.details?.pointer !== 'unparsable') throw err;

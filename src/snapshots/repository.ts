@@ -28,6 +28,8 @@ export interface SnapshotListing {
   evicted: boolean;
   /** false when metadata.json is missing or unreadable (an interrupted upload). */
   complete: boolean;
+  /** The storage class metadata.json records (null when incomplete). */
+  storageClass: string | null;
 }
 
 export interface RepositoryOptions {
@@ -38,6 +40,8 @@ export interface RepositoryOptions {
   storageClass?: string;
   /** CheckpointOptions.sharing; default "copy". */
   sharing?: 'copy' | 'shared';
+  /** snapshots.retire: evicted objects deleted (default) or tagged for the bucket's lifecycle (sweep.ts). */
+  retire?: 'delete' | 'tag';
   logger?: Logger;
 }
 
@@ -69,10 +73,10 @@ export async function listSnapshotsWithPointer(store: ObjectStore, partition: st
       const base = { ...f, retained: retained.has(f.snapshotId), evicted: evicted.has(f.snapshotId), latest: latest?.pointer.snapshotId === f.snapshotId };
       try {
         const meta = await readMetadata(store, f.path);
-        return { ...base, createdAt: meta.createdAt, bytes: meta.files.reduce((n, x) => n + x.size, 0), complete: true };
+        return { ...base, createdAt: meta.createdAt, bytes: meta.files.reduce((n, x) => n + x.size, 0), complete: true, storageClass: meta.storageClass };
       } catch (err) {
         if (!isCairnError(err, 'NOT_FOUND') && !isCairnError(err, 'CORRUPT')) throw err;
-        return { ...base, createdAt: null, bytes: null, complete: false };
+        return { ...base, createdAt: null, bytes: null, complete: false, storageClass: null };
       }
     }),
   );
@@ -143,19 +147,21 @@ export class SnapshotRepository {
       ...(this.options.evictionGraceMs !== undefined ? { evictionGraceMs: this.options.evictionGraceMs } : {}),
       ...(this.options.storageClass ? { storageClass: this.options.storageClass } : {}),
       ...(this.options.sharing ? { sharing: this.options.sharing } : {}),
+      ...(this.options.retire ? { retire: this.options.retire } : {}),
       ...(this.options.logger ? { logger: this.options.logger } : {}),
       ...options,
     });
   }
 
   /**
-   * Deletes what no readable snapshot of `partition` references, in folders older than
+   * Retires (deletes, or tags: options.retire) what no readable snapshot of `partition` references, in folders older than
    * `graceMs` (default: an hour, the longest a checkpoint is expected to take) (sweep.ts).
    */
   collectGarbage(partition: string, options: { dryRun?: boolean; graceMs?: number } = {}): Promise<GcResult> {
     return collectGarbage(this.store, validatePartition(partition), {
       graceMs: options.graceMs ?? IN_FLIGHT_GRACE_MS,
       dryRun: Boolean(options.dryRun),
+      ...(this.options.retire ? { retire: this.options.retire } : {}),
       ...(this.options.logger ? { logger: this.options.logger } : {}),
     });
   }
@@ -174,5 +180,11 @@ export class SnapshotRepository {
     return verifySnapshot(this.store, await this.metadata(partition, snapshotId), this.options.concurrency);
   }
 }
+
+/**
+ * What a processor needs of its snapshots: one store's SnapshotRepository, or a Placement
+ * that spreads them over the stores of the partition's storage class.
+ */
+export type SnapshotAccess = Pick<SnapshotRepository, 'latest' | 'restore' | 'checkpoint'>;
 
 export type { CheckpointResult, GcResult, RebuildResult, RestoreResult, VerifyReport, SnapshotMetadata };

@@ -40,6 +40,8 @@ export interface RestoreOptions {
 
 export interface RestoreResult {
   metadata: SnapshotMetadata;
+  /** The store that served it, when reading through a Placement (several stores). */
+  store?: string;
   bytes: number;
   durationMs: number;
   skipped: Array<{ path: string; reason: string; code: string }>;

@@ -26,7 +26,40 @@ import type { LatestPointer } from './schemas.js';
  * A checkpoint in flight is protected by time: sweeping skips folders younger than the grace
  * (an upload in progress), and a shared checkpoint only publishes while the snapshot it took
  * references from is still listed in latest.json (publishPointer's `requireListed`).
+ *
+ * Retiring by tag (`snapshots.retire: "tag"`): instead of deleting, the same unmarked objects
+ * get the tag cairn-retired=true and a bucket lifecycle rule expires them (`cairn lifecycle`).
+ * Tags mark what may expire, never what to keep: S3 lifecycle filters can only AND tags, so
+ * a rule cannot say "unless tagged keep", and an object that never went through this sweep
+ * (latest.json, a retained snapshot's files, anything written by a crashed process) carries
+ * no tag and is never expired. Only the folder's metadata.json is really deleted, first, so
+ * the folder is plainly incomplete at once: listings show it so and a pointer rebuild never
+ * picks it, which would revive state that was retired (and is about to expire).
  */
+
+/** The tag a lifecycle rule matches (exact value: filters compare values, so it is constant). */
+export const RETIRED_TAG = 'cairn-retired';
+/** When the object was retired, for people; lifecycle rules cannot compare times in tags. */
+export const RETIRED_AT_TAG = 'cairn-retired-at';
+
+/** How objects no readable snapshot references leave: deleted, or tagged for a lifecycle rule. */
+export type RetireMode = 'delete' | 'tag';
+
+export interface SweepOptions {
+  /** Report what would happen, write nothing. */
+  dryRun?: boolean;
+  /** Default "delete". "tag" on a store without tags (the filesystem) deletes, with a warning. */
+  retire?: RetireMode;
+  logger?: Logger;
+  /** The retirement time written in cairn-retired-at; default now. */
+  now?: number;
+}
+
+/** Parallel PutObjectTagging requests per folder: one request per object, unlike batched deletes. */
+const TAG_CONCURRENCY = 16;
+
+/** Stores already warned about retire "tag" without tags: once per store, not once per sweep. */
+const warnedUntaggable = new WeakSet<ObjectStore>();
 
 /**
  * A folder younger than this may belong to a checkpoint still uploading: the collector and
@@ -69,17 +102,35 @@ export async function readableSnapshots(store: ObjectStore, partition: string, p
 export interface SweepResult {
   /** Objects deleted (or, in a dry run, that would be). */
   deleted: string[];
+  /** Objects tagged cairn-retired for the bucket's lifecycle to expire (retire "tag"; or, in a dry run, that would be). */
+  retired: string[];
   /** Objects of the swept folders kept because a readable snapshot references them. */
   shared: string[];
 }
 
+const nothingSwept = (): SweepResult => ({ deleted: [], retired: [], shared: [] });
+
+/** Whether this sweep tags; "tag" on a store without tags falls back to deleting, said once per store. */
+function tagsOn(store: ObjectStore, options: SweepOptions): boolean {
+  if (options.retire !== 'tag') return false;
+  if (store.capabilities.tagging) return true;
+  if (!warnedUntaggable.has(store)) {
+    warnedUntaggable.add(store);
+    options.logger?.warn({ store: store.url }, 'snapshots.retire is "tag" but this store has no object tags; retired snapshot objects are deleted instead');
+  }
+  return false;
+}
+
 /**
- * Deletes the objects of `folders` that are not in `keep`; metadata.json of a folder first, so
+ * Retires the objects of `folders` that are not in `keep`; metadata.json of a folder first, so
  * a folder being swept is plainly incomplete to every reader. Each folder is listed whole
- * before anything of it is deleted: a failed listing deletes nothing of that folder.
+ * before anything of it is touched: a failed listing retires nothing of that folder.
+ * Retiring is deleting, or with `retire: "tag"` deleting metadata.json and tagging the rest.
  */
-export async function sweepFolders(store: ObjectStore, folders: Iterable<string>, keep: ReadonlySet<string>, options: { dryRun?: boolean } = {}): Promise<SweepResult> {
-  const result: SweepResult = { deleted: [], shared: [] };
+export async function sweepFolders(store: ObjectStore, folders: Iterable<string>, keep: ReadonlySet<string>, options: SweepOptions = {}): Promise<SweepResult> {
+  const result = nothingSwept();
+  const tagging = tagsOn(store, options);
+  const tags = { [RETIRED_TAG]: 'true', [RETIRED_AT_TAG]: new Date(options.now ?? Date.now()).toISOString() };
   for (const folder of folders) {
     const doomed: string[] = [];
     for await (const obj of store.list(`${folder}/`)) {
@@ -91,18 +142,45 @@ export async function sweepFolders(store: ObjectStore, folders: Iterable<string>
     const rest = doomed.filter((k) => k !== metadata);
     if (!options.dryRun) {
       if (first.length > 0) await store.delete(first);
-      if (rest.length > 0) await store.delete(rest);
+      if (rest.length > 0) {
+        if (tagging) await tagAll(store, rest, tags);
+        else await store.delete(rest);
+      }
     }
-    result.deleted.push(...first, ...rest);
+    result.deleted.push(...first);
+    (tagging ? result.retired : result.deleted).push(...rest);
   }
   return result;
 }
 
+/**
+ * Tags every key, a few requests at a time; the first failure stops the rest and is thrown
+ * (the folder is already incomplete; a later sweep tags what is left). An object gone
+ * meanwhile (NOT_FOUND: another sweep, or someone else, deleted it) needs no tag.
+ */
+async function tagAll(store: ObjectStore, keys: string[], tags: Record<string, string>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < keys.length) {
+      const key = keys[next++]!;
+      try {
+        await store.tag(key, tags);
+      } catch (err) {
+        if (isCairnError(err, 'NOT_FOUND')) continue;
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(TAG_CONCURRENCY, keys.length) }, worker));
+}
+
 /** Removes evicted snapshots after a publish, keeping what the pointer's snapshots and pins still reference. */
-export async function sweepEvicted(store: ObjectStore, partition: string, pointer: LatestPointer, evicted: readonly string[], logger?: Logger): Promise<SweepResult> {
-  if (evicted.length === 0) return { deleted: [], shared: [] };
+export async function sweepEvicted(store: ObjectStore, partition: string, pointer: LatestPointer, evicted: readonly string[], logger?: Logger, options: { retire?: RetireMode } = {}): Promise<SweepResult> {
+  if (evicted.length === 0) return nothingSwept();
   const keep = await referencedKeys(store, await readableSnapshots(store, partition, pointer));
-  const result = await sweepFolders(store, evicted, keep);
+  const result = await sweepFolders(store, evicted, keep, { ...options, ...(logger ? { logger } : {}) });
   if (result.shared.length > 0) logger?.debug({ partition, evicted, shared: result.shared.length }, 'evicted snapshots hold tables newer snapshots share; those stay');
   return result;
 }
@@ -113,11 +191,11 @@ export async function sweepEvicted(store: ObjectStore, partition: string, pointe
  * top of it since, referencing its tables ("shared") and even evicting it already: so only
  * what no readable snapshot references goes, and nothing while the pointer still lists it.
  */
-export async function sweepUnpublished(store: ObjectStore, partition: string, path: string): Promise<SweepResult> {
+export async function sweepUnpublished(store: ObjectStore, partition: string, path: string, options: { retire?: RetireMode; logger?: Logger } = {}): Promise<SweepResult> {
   const latest = await readLatest(store, partition);
   const roots = await readableSnapshots(store, partition, latest?.pointer);
-  if (roots.has(path)) return { deleted: [], shared: [] };
-  return sweepFolders(store, [path], await referencedKeys(store, roots));
+  if (roots.has(path)) return nothingSwept();
+  return sweepFolders(store, [path], await referencedKeys(store, roots), options);
 }
 
 export interface GcResult extends SweepResult {
@@ -135,14 +213,19 @@ export interface GcResult extends SweepResult {
  * nothing readable references. Refuses (deleting nothing) without a readable latest.json:
  * the roots would be a guess.
  */
-export async function collectGarbage(store: ObjectStore, partition: string, options: { graceMs: number; dryRun?: boolean; now?: number; logger?: Logger }): Promise<GcResult> {
+export async function collectGarbage(store: ObjectStore, partition: string, options: { graceMs: number; dryRun?: boolean; now?: number; logger?: Logger; retire?: RetireMode }): Promise<GcResult> {
   const now = options.now ?? Date.now();
   const latest = await readLatest(store, partition);
   if (!latest) throw new CairnError('NO_SNAPSHOT', `partition ${partition} has no latest.json; the collector deletes nothing without it (rebuild it first: cairn pointer rebuild)`);
   const roots = await readableSnapshots(store, partition, latest.pointer);
   const keep = await referencedKeys(store, roots);
   const swept = (await listSnapshotFolders(store, partition)).filter((f) => !roots.has(f.path) && now - decodeTime(f.snapshotId) >= options.graceMs).map((f) => f.path);
-  const result = await sweepFolders(store, swept, keep, { dryRun: Boolean(options.dryRun) });
-  options.logger?.info({ partition, roots: roots.size, swept: swept.length, deleted: result.deleted.length, dryRun: Boolean(options.dryRun) }, 'garbage collected');
+  const result = await sweepFolders(store, swept, keep, {
+    dryRun: Boolean(options.dryRun),
+    now,
+    ...(options.retire ? { retire: options.retire } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
+  });
+  options.logger?.info({ partition, roots: roots.size, swept: swept.length, deleted: result.deleted.length, retired: result.retired.length, dryRun: Boolean(options.dryRun) }, 'garbage collected');
   return { partition, dryRun: Boolean(options.dryRun), roots: [...roots], swept, ...result };
 }

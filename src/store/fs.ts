@@ -54,6 +54,8 @@ export class FsObjectStore implements ObjectStore {
     maxSingleCopyBytes: Number.MAX_SAFE_INTEGER,
     // A local copy reads the bytes anyway (or reflinks them), so it can afford to hash them.
     copyVerifies: 'sha256',
+    storageClasses: false,
+    tagging: false,
   };
   readonly url: string;
   readonly root: string;
@@ -236,6 +238,14 @@ export class FsObjectStore implements ObjectStore {
       if (e.isDir && (await this.hasObject(`${prefix}${e.name}/`))) folders.push(e.name);
     }
     return folders.sort(compareStrings);
+  }
+
+  /**
+   * Files have no tags a lifecycle rule could read: capabilities.tagging is false, and callers
+   * that would retire by tag (sweep.ts) delete instead.
+   */
+  async tag(key: string, _tags: Record<string, string>): Promise<void> {
+    throw new CairnError('STORE_FAILED', `tag ${key}: the filesystem store has no object tags (${this.url})`, { details: { op: 'tag', key } });
   }
 
   async close(): Promise<void> {}

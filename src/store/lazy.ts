@@ -47,6 +47,10 @@ export class LazyObjectStore implements ObjectStore {
     return (await this.backend()).delete(keys);
   }
 
+  async tag(key: string, tags: Record<string, string>): Promise<void> {
+    return (await this.backend()).tag(key, tags);
+  }
+
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     yield* (await this.backend()).list(prefix);
   }

@@ -115,6 +115,10 @@ class MeteredStore implements MeteredObjectStore {
     return this.measure('delete', () => this.inner.delete(keys));
   }
 
+  tag(key: string, tags: Record<string, string>): Promise<void> {
+    return this.measure('tag', () => this.inner.tag(key, tags));
+  }
+
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const started = performance.now();
     try {

@@ -81,6 +81,11 @@ class RetryingStore implements ObjectStore {
     return this.run('delete', keys[0], undefined, () => this.inner.delete(keys));
   }
 
+  /** Replacing a whole tag set is idempotent, so it is retried like any other request. */
+  tag(key: string, tags: Record<string, string>): Promise<void> {
+    return this.run('tag', key, undefined, () => this.inner.tag(key, tags));
+  }
+
   /** A retry restarts the listing and skips what was already yielded (lists are in key order). */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const request = new RetriedRequest(this.options, this.options, { op: 'list', key: prefix });

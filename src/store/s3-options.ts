@@ -84,7 +84,7 @@ export function s3OptionsFromConfig(config: StoreConfig): S3ObjectStoreOptions {
 
 /** One definition for the eager backend and the lazy wrapper, which must agree before loading. */
 export function s3Capabilities(options: Pick<S3ObjectStoreOptions, 'maxSingleCopyBytes'>): StoreCapabilities {
-  return { name: 's3', serverSideCopy: true, conditionalWrite: true, rangedRead: true, maxSingleCopyBytes: options.maxSingleCopyBytes ?? 5 * 1024 ** 3, copyVerifies: 'etag' };
+  return { name: 's3', serverSideCopy: true, conditionalWrite: true, rangedRead: true, maxSingleCopyBytes: options.maxSingleCopyBytes ?? 5 * 1024 ** 3, copyVerifies: 'etag', storageClasses: true, tagging: true };
 }
 
 export function s3Url(options: Pick<S3ObjectStoreOptions, 'bucket' | 'prefix'>): string {

@@ -12,6 +12,7 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
+  PutObjectTaggingCommand,
   UploadPartCommand,
   UploadPartCopyCommand,
   type S3Client,
@@ -27,7 +28,7 @@ import { s3Capabilities, s3Url, type S3ObjectStoreOptions } from './s3-options.j
 import { progressAcrossAttempts, resolveOwnWrite, retryRequest, STORE_BACKOFF, type RetryHooks, type RetryPolicy } from './request-retry.js';
 import { ByteBudget, localSize, partRanges, readExactly, runAllOrAbort, writeAt, type Range } from './transfer.js';
 import { DirectGetter, type DirectGetResult, type DirectGetSink } from './s3-direct-get.js';
-import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult, UploadOptions } from './types.js';
+import type { ClassedWrite, CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult, UploadOptions } from './types.js';
 
 export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3-client.js';
 
@@ -127,7 +128,8 @@ export class S3ObjectStore implements ObjectStore {
     const Key = this.fullKey(key);
     return this.call({ op: 'head', key }, async () => {
       const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
-      return { key, size: res.ContentLength ?? 0, etag: unquoteEtag(res.ETag) };
+      // S3 sends the header only for classes other than STANDARD.
+      return { key, size: res.ContentLength ?? 0, etag: unquoteEtag(res.ETag), ...(res.StorageClass ? { storageClass: res.StorageClass } : {}) };
     });
   }
 
@@ -148,7 +150,7 @@ export class S3ObjectStore implements ObjectStore {
           ...(options?.contentType ? { ContentType: options.contentType } : {}),
           ...(options?.ifMatch !== undefined ? { IfMatch: quote(options.ifMatch) } : {}),
           ...(options?.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
-          ...(this.storageClass ? { StorageClass: this.storageClass } : {}),
+          ...this.classParam(options?.storageClass),
         }),
       );
       return { etag: unquoteEtag(res.ETag) };
@@ -182,7 +184,7 @@ export class S3ObjectStore implements ObjectStore {
           const body = await readExactly(fh, { start: 0, end: size }, path);
           return this.call({ op: 'uploadFile', key, ...(signal ? { signal } : {}) }, async () => {
             const res = await this.client.send(
-              withPayloadHash(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: size, ...this.classParam() }), options?.sha256),
+              withPayloadHash(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: size, ...this.classParam(options?.storageClass) }), options?.sha256),
               { ...UPLOAD_BODY, ...(signal ? { abortSignal: signal } : {}) },
             );
             return unquoteEtag(res.ETag);
@@ -220,7 +222,8 @@ export class S3ObjectStore implements ObjectStore {
     const target = this.fullKey(to);
     const ifMatch = options?.expect?.etag;
     // S3 refuses to copy an object onto itself unchanged; the result would be the same anyway.
-    if (from === to) {
+    // A new storage class is a change: that copy rewrites the object in its new class.
+    if (from === to && options?.storageClass === undefined) {
       const { etag } = await this.head(from);
       if (ifMatch !== undefined && etag !== unquoteEtag(ifMatch)) throw sourceChanged(from, ifMatch, etag);
       return { etag };
@@ -235,12 +238,15 @@ export class S3ObjectStore implements ObjectStore {
     };
     if (size <= this.capabilities.maxSingleCopyBytes) {
       const res = await this.call({ op: 'copy', key: from }, () =>
-        this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: target, CopySource, CopySourceIfMatch, ...this.classParam() })),
+        // REPLACE with no Tagging: the target starts untagged. The default (COPY) would carry a
+        // retired source's cairn-retired tag into a live snapshot, which the bucket's lifecycle
+        // would then expire (sweep.ts). A multipart copy below starts a fresh, untagged upload.
+        this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: target, CopySource, CopySourceIfMatch, TaggingDirective: 'REPLACE', ...this.classParam(options?.storageClass) })),
       ).catch(refused);
       return { etag: unquoteEtag(res.CopyObjectResult?.ETag) };
     }
     const partSize = Math.max(this.copyPartSize, Math.ceil(size / 10_000));
-    const etag = await this.multipart('copy', to, target, partRanges(size, partSize), undefined, async (UploadId, PartNumber, range, signal) => {
+    const etag = await this.multipart('copy', to, target, partRanges(size, partSize), options?.storageClass === undefined ? undefined : { storageClass: options.storageClass }, async (UploadId, PartNumber, range, signal) => {
       const res = await this.client.send(
         new UploadPartCopyCommand({
           Bucket: this.bucket,
@@ -276,6 +282,13 @@ export class S3ObjectStore implements ObjectStore {
         );
       }
     }
+  }
+
+  async tag(key: string, tags: Record<string, string>): Promise<void> {
+    const Key = this.fullKey(key);
+    const TagSet = Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
+    // PutObjectTagging replaces the whole set, so a retry after a lost response is harmless.
+    await this.call({ op: 'tag', key }, () => this.client.send(new PutObjectTaggingCommand({ Bucket: this.bucket, Key, Tagging: { TagSet } })));
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
@@ -405,13 +418,13 @@ export class S3ObjectStore implements ObjectStore {
     key: string,
     Key: string,
     ranges: Range[],
-    options: TransferProgress | undefined,
+    options: (TransferProgress & ClassedWrite) | undefined,
     part: (uploadId: string, partNumber: number, range: Range, signal: AbortSignal, report: (n: number) => void) => Promise<string | undefined>,
   ): Promise<string> {
     const signal = options?.signal;
     const ctx: S3ErrorContext = { op, key, ...(signal ? { signal } : {}) };
     const created = await this.call(ctx, () =>
-      this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key, ...this.classParam() }), signal ? { abortSignal: signal } : {}),
+      this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key, ...this.classParam(options?.storageClass) }), signal ? { abortSignal: signal } : {}),
     );
     const UploadId = created.UploadId;
     if (!UploadId) throw new CairnError('STORE_FAILED', `multipart ${key}: no UploadId returned`);
@@ -457,8 +470,10 @@ export class S3ObjectStore implements ObjectStore {
     return retryRequest(this.policy, this.hooks, ctx, fn, (err) => mapS3Error(err, ctx));
   }
 
-  private classParam(): { StorageClass?: StorageClass } {
-    return this.storageClass ? { StorageClass: this.storageClass } : {};
+  /** The write's own class (a storage class's s3StorageClass), else the store-wide one. */
+  private classParam(own?: string): { StorageClass?: StorageClass } {
+    const storageClass = (own ?? this.storageClass) as StorageClass | undefined;
+    return storageClass ? { StorageClass: storageClass } : {};
   }
 
   private fullKey(key: string): string {

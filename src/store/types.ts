@@ -22,15 +22,30 @@ export interface StoreCapabilities {
    * is refused unless they hash to the recorded sha256 (the filesystem store).
    */
   readonly copyVerifies: 'etag' | 'sha256';
+  /** Writes honour ClassedWrite.storageClass and `head` reports it (S3); else classes only name stores. */
+  readonly storageClasses: boolean;
+  /**
+   * `tag` sets object tags (S3), which bucket lifecycle rules can match; without it `tag`
+   * throws and callers that would tag delete instead (snapshots.retire, sweep.ts).
+   */
+  readonly tagging: boolean;
 }
 
 export interface ObjectInfo {
   key: string;
   size: number;
   etag: string;
+  /** From `head` on a store with classes (capabilities.storageClasses): the object's S3 storage class; absent for STANDARD. */
+  storageClass?: string;
 }
 
-export interface PutOptions {
+/** Writes that create an object may give it an S3 storage class; stores without classes ignore it. */
+export interface ClassedWrite {
+  /** e.g. STANDARD, REDUCED_REDUNDANCY; absent: the store's own default. */
+  storageClass?: string;
+}
+
+export interface PutOptions extends ClassedWrite {
   /** Write only if the current object's ETag equals this (optimistic concurrency). */
   ifMatch?: string;
   /** '*' = write only if no object exists at the key. */
@@ -38,7 +53,7 @@ export interface PutOptions {
   contentType?: string;
 }
 
-export interface CopyOptions {
+export interface CopyOptions extends ClassedWrite {
   /** The source's size when known, which spares a HEAD (and decides single vs part copy). */
   size?: number;
   /**
@@ -55,7 +70,7 @@ export interface TransferProgress {
   signal?: AbortSignal;
 }
 
-export interface UploadOptions extends TransferProgress {
+export interface UploadOptions extends TransferProgress, ClassedWrite {
   /**
    * The file's sha256 (hex) when the caller already has it. A backend that signs or checks
    * the payload uses it instead of reading the file once more (S3 over plain HTTP signs the
@@ -93,10 +108,19 @@ export interface ObjectStore {
   uploadFile(key: string, path: string, options?: UploadOptions): Promise<{ etag: string; size: number }>;
   /** An object to a local file, streamed (the file is created or truncated). */
   downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult>;
-  /** Server-side copy where the backend can; never modifies `from`. Returns the target's ETag. */
+  /**
+   * Server-side copy where the backend can; never modifies `from`. Returns the target's ETag.
+   * The target starts without tags: a retired object copied into a live snapshot must not
+   * carry the tag that lets the bucket's lifecycle expire it.
+   */
   copy(from: string, to: string, options?: CopyOptions): Promise<{ etag: string }>;
   /** Deletes; absent keys are not an error. */
   delete(keys: string[]): Promise<void>;
+  /**
+   * Replaces the object's whole tag set with `tags` (capabilities.tagging); NOT_FOUND when
+   * the object is absent, STORE_FAILED on a store without tags.
+   */
+  tag(key: string, tags: Record<string, string>): Promise<void>;
   /** Every object whose key starts with `prefix`, in key order. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** The distinct next path segments below `prefix` (which ends with '/' or is ''). */

@@ -8,8 +8,8 @@ import { REPO_ROOT } from '../helpers/cli.js';
 describe('configs shipped in config/', () => {
   const files = readdirSync(join(REPO_ROOT, 'config')).filter((f) => f.endsWith('.json'));
 
-  it('include the embedded default, MinIO, and MinIO + Kafka', () => {
-    expect(files.sort()).toEqual(['embedded.json', 'minio-kafka.json', 'minio.json']);
+  it('include the embedded default, MinIO, MinIO + Kafka, and two MinIO regions', () => {
+    expect(files.sort()).toEqual(['embedded.json', 'minio-kafka.json', 'minio.json', 'two-regions.json']);
   });
 
   it.each(files)('%s validates, with paths resolved against config/', (file) => {

@@ -78,6 +78,11 @@ export class CountingStore implements ObjectStore {
     return this.inner.delete(keys);
   }
 
+  tag(key: string, tags: Record<string, string>) {
+    this.note('tag', key);
+    return this.inner.tag(key, tags);
+  }
+
   list(prefix: string): AsyncIterable<ObjectInfo> {
     this.note('list', prefix);
     return this.inner.list(prefix);

@@ -11,7 +11,7 @@ import type { CopyOptions, DownloadOptions, DownloadResult, ObjectInfo, ObjectSt
  *
  * Rules are checked in the order added; the first rule that matches a call decides it.
  */
-export type StoreOp = 'get' | 'head' | 'put' | 'uploadFile' | 'downloadFile' | 'copy' | 'delete' | 'list' | 'listFolders';
+export type StoreOp = 'get' | 'head' | 'put' | 'uploadFile' | 'downloadFile' | 'copy' | 'delete' | 'tag' | 'list' | 'listFolders';
 
 export type FaultMode =
   /** Throw before touching the store. */
@@ -148,7 +148,7 @@ export class FaultyStore implements ObjectStore {
 
   /** A whole-store outage (every op) while `when()` holds, or until removed. */
   outage(when?: () => boolean): FaultHandle {
-    return this.inject({ op: ['get', 'head', 'put', 'uploadFile', 'downloadFile', 'copy', 'delete', 'list', 'listFolders'], mode: 'fail', ...(when ? { when } : {}) });
+    return this.inject({ op: ['get', 'head', 'put', 'uploadFile', 'downloadFile', 'copy', 'delete', 'tag', 'list', 'listFolders'], mode: 'fail', ...(when ? { when } : {}) });
   }
 
   /** Pauses the next `times` (default 1) matching calls until release(). */
@@ -203,6 +203,10 @@ export class FaultyStore implements ObjectStore {
 
   delete(keys: string[]): Promise<void> {
     return this.call('delete', keys[0] ?? '', () => this.inner.delete(keys));
+  }
+
+  tag(key: string, tags: Record<string, string>): Promise<void> {
+    return this.call('tag', key, () => this.inner.tag(key, tags));
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { S3Client } from '@aws-sdk/client-s3';
 import { basename } from 'node:path';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { STORE_DEFAULTS, type StoreConfig } from '../../src/core/config.js';
 
 /**
@@ -58,4 +59,21 @@ export function s3StoreConfig(prefix: string = uniqueS3Prefix('test'), overrides
     ...STORE_DEFAULTS,
     ...overrides,
   };
+}
+
+/** A raw SDK client for the test MinIO (or another server with the same credentials): what tests check buckets with, outside Cairn. */
+export function rawS3Client(endpoint?: string): S3Client {
+  const s3 = s3TestConfig();
+  return new S3Client({ endpoint: endpoint ?? s3.endpoint, region: s3.region, forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
+}
+
+/** For one test file: a raw client and the test bucket (`.client`, `.bucket` once the file's tests run), closed after them. */
+export function rawBucketForFile(): { readonly client: S3Client; readonly bucket: string } {
+  const handle = {} as { client: S3Client; bucket: string };
+  beforeAll(() => {
+    handle.bucket = s3TestConfig().bucket;
+    handle.client = rawS3Client();
+  });
+  afterAll(() => handle.client?.destroy());
+  return handle;
 }

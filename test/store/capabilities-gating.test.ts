@@ -46,6 +46,7 @@ function reducedStore(inner: FsObjectStore, scratch: string): ObjectStore {
     downloadFile: (key, path, options) => inner.downloadFile(key, path, options),
     copy,
     delete: (keys) => inner.delete(keys),
+    tag: (key, tags) => inner.tag(key, tags),
     list: (prefix) => inner.list(prefix),
     listFolders: (prefix) => inner.listFolders(prefix),
     close: () => inner.close(),

@@ -170,6 +170,7 @@ function prefixed(inner: ObjectStore, sub: string): ObjectStore {
     downloadFile: (key, path, o) => inner.downloadFile(k(key), path, o),
     copy: (from, to, o) => inner.copy(k(from), k(to), o),
     delete: (keys) => inner.delete(keys.map(k)),
+    tag: (key, tags) => inner.tag(k(key), tags),
     list: async function* (prefix) {
       for await (const o of inner.list(k(prefix))) yield { ...o, key: strip(o.key) };
     },

@@ -46,6 +46,7 @@ function faulty(inner: ObjectStore, failures: Record<string, number>, options: {
     downloadFile: (k, p, o) => fail('downloadFile', () => inner.downloadFile(k, p, o)),
     copy: (a, b, o) => fail('copy', () => inner.copy(a, b, o)),
     delete: (k) => fail('delete', () => inner.delete(k)),
+    tag: (k, t) => fail('tag', () => inner.tag(k, t)),
     list: async function* (prefix): AsyncGenerator<ObjectInfo> {
       let i = 0;
       for await (const o of inner.list(prefix)) {

@@ -53,6 +53,7 @@ export function registerCoordinator(program: Command): void {
         const coordinator = new Coordinator({
           createLog: () => createLog(ctx.config.log, { logger: ctx.logger }),
           repository: ctx.cairn.snapshots,
+          placement: ctx.cairn.placement,
           policy,
           trimIntervalMs,
           trimDelayMs,

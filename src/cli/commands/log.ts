@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CairnError, badInput } from '../../core/errors.js';
-import { decideTrim, readArchivedLsn } from '../../coordinator/trim-policy.js';
+import { decideTrim, readArchived } from '../../coordinator/trim-policy.js';
 import { parseLsn, validatePartition } from '../../core/names.js';
 import { isRecordTimestamp } from '../../log/records.js';
 import type { AppendRecord, Log, LogInfo } from '../../log/types.js';
@@ -101,9 +101,20 @@ export function registerLog(program: Command): void {
         const before = parseLsn(opts.before, '--before');
         const source = ctx.cairn.log;
         const info = await source.info(partition);
-        const decision = decideManualTrim(before, info, await readArchivedLsn(ctx.cairn.snapshots, partition));
+        const archived = await readArchived(ctx.cairn.placement, partition);
+        const decision = decideManualTrim(before, info, archived.archived?.lsn);
+        // With several stores, which one sets the bound (or holds the trim back) comes first.
+        if (archived.note) decision.reason = `${archived.note}; ${decision.reason}`;
         const forced = Boolean(opts.force) && !decision.allowed;
-        const base = { partition, requested: before, archivedLsn: decision.archivedLsn, safeBefore: decision.safeBefore, allowed: decision.allowed, reason: decision.reason };
+        const base = {
+          partition,
+          requested: before,
+          archivedLsn: decision.archivedLsn,
+          ...(archived.stores ? { archivedByStore: archived.stores } : {}),
+          safeBefore: decision.safeBefore,
+          allowed: decision.allowed,
+          reason: decision.reason,
+        };
         if (opts.dryRun) {
           const { removes } = decision;
           const wouldTrim = removes.count > 0 && (decision.allowed || Boolean(opts.force));

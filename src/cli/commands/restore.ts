@@ -6,7 +6,7 @@ import { action, mib } from '../context.js';
 export function registerRestore(program: Command): void {
   program
     .command('restore')
-    .description('download, verify and install a snapshot into a folder (falls back along retained snapshots)')
+    .description('download, verify and install a snapshot into a folder (home store first, then the other stores of the partition\'s class; falls back along retained snapshots)')
     .requiredOption('--partition <p>', 'partition name')
     .option('--snapshot <id>', 'snapshot id (default: latest, with fallback)')
     .requiredOption('--to <dir>', 'target folder: missing or empty, or (with --force) a stopped state folder of the partition')
@@ -17,7 +17,7 @@ export function registerRestore(program: Command): void {
         const snapshotId = opts.snapshot === undefined ? undefined : validateSnapshotId(opts.snapshot);
         const progress = ctx.progress('restore');
         try {
-          const result = await ctx.cairn.snapshots.restore({
+          const result = await ctx.cairn.placement.restore({
             partition,
             targetDir: resolve(opts.to),
             // Never a surprise: a folder that is not this partition's state is refused untouched.
@@ -27,9 +27,9 @@ export function registerRestore(program: Command): void {
             ...(snapshotId ? { snapshotId } : {}),
           });
           progress.stop();
-          const out = { partition, snapshotId: result.metadata.snapshotId, lsn: result.metadata.lsn, dir: resolve(opts.to), bytes: result.bytes, durationMs: Math.round(result.durationMs), fellBackFrom: result.skipped };
+          const out = { partition, snapshotId: result.metadata.snapshotId, lsn: result.metadata.lsn, dir: resolve(opts.to), bytes: result.bytes, durationMs: Math.round(result.durationMs), store: result.store, fellBackFrom: result.skipped };
           ctx.output(out, () =>
-            `restored ${partition} snapshot ${out.snapshotId} (LSN ${out.lsn}, ${mib(out.bytes)}) into ${out.dir} in ${out.durationMs} ms` +
+            `restored ${partition} snapshot ${out.snapshotId} (LSN ${out.lsn}, ${mib(out.bytes)}) into ${out.dir} in ${out.durationMs} ms from store ${out.store}` +
             (result.skipped.length ? `\nfell back past: ${result.skipped.map((s) => s.path).join(', ')}` : ''),
           );
         } finally {

@@ -20,10 +20,19 @@ interface RunFlags {
 export function describeRun(s: RunSummary): string {
   const published = s.snapshots.filter((x) => x.status === 'published');
   return [
-    `${s.partition}: started from ${s.start.source} state at LSN ${s.start.lsn}${s.start.reason ? ` (${s.start.reason})` : ''}`,
+    `${s.partition}: started from ${s.start.source} state at LSN ${s.start.lsn}${s.start.store ? ` (store ${s.start.store})` : ''}${s.start.reason ? ` (${s.start.reason})` : ''}`,
     `applied ${s.recordsApplied} records${s.recordsSkipped ? `, skipped ${s.recordsSkipped}` : ''} in ${(s.durationMs / 1000).toFixed(1)} s (${s.recordsPerSec} records/s); now at LSN ${s.appliedLsn}; stopped by ${s.stoppedBy}`,
     `snapshots: ${published.length} published${published.length ? ` (last at LSN ${published[published.length - 1]!.metadata.lsn})` : ''}, ${s.snapshots.length - published.length} superseded`,
+    ...missedStores(s),
   ].join('\n');
+}
+
+/** Stores of a class a snapshot of this run did not reach: the next checkpoint or `cairn replicate` fills them in. */
+function missedStores(s: RunSummary): string[] {
+  const missed = new Map<string, string>();
+  for (const snap of s.snapshots) for (const o of snap.stores ?? []) if (o.status === 'failed') missed.set(o.store, o.error.code);
+  if (missed.size === 0) return [];
+  return [`not written to store(s) ${[...missed].map(([store, code]) => `${store} (${code})`).join(', ')}: the next checkpoint or cairn replicate catches them up`];
 }
 
 export function registerRun(program: Command): void {
