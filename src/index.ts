@@ -3,10 +3,12 @@ export { Cairn, type CairnOptions, type ProcessorOverrides } from './runtime/cai
 export { PartitionProcessor, type PartitionProcessorOptions, type RunOptions, type RunSummary } from './runtime/partition-processor.js';
 export { loadProcessor, type Processor, type ProcessorContext, type ProcessorRecord, type ProcessorState, type ValueCodec } from './runtime/processor-module.js';
 export { createRuntimeMetrics, type RuntimeMetrics } from './runtime/metrics.js';
-export { loadConfig, normaliseConfig, type CairnConfig, type RawConfig } from './core/config.js';
+export { loadConfig, normaliseConfig, type CairnConfig, type RawConfig, type PlacementConfig, type StorageClassConfig, type StoreConfig } from './core/config.js';
 export { CairnError, ERROR_CODES, isCairnError, type ErrorCode } from './core/errors.js';
 export { createLogger } from './core/logger.js';
-export { SnapshotRepository } from './snapshots/repository.js';
+export { SnapshotRepository, type SnapshotAccess, type SnapshotListing, type CheckpointResult, type RestoreResult, type VerifyReport, type GcResult } from './snapshots/repository.js';
+export { Placement, type PartitionPlacement, type PlacedCheckpointResult, type PlacedPointer, type PlacedRestoreResult, type StoreOutcome } from './snapshots/placement.js';
+export { alignPartition, type AlignOptions, type AlignReport, type StoreAlignment } from './snapshots/retier.js';
 export type { SnapshotMetadata, LatestPointer } from './snapshots/schemas.js';
 export { PartitionState } from './state/partition-state.js';
 export { createStore } from './store/index.js';

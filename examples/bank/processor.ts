@@ -1,4 +1,4 @@
-import type { Processor, ProcessorRecord } from 'cairn';
+import type { Processor, ProcessorRecord } from 'cairn-state';
 
 /**
  * Bank balances: each record is a deposit or a withdrawal (amounts in integer cents) keyed

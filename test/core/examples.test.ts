@@ -25,7 +25,7 @@ describe('examples/', () => {
     expect(files.map((f) => f.slice(EXAMPLES.length + 1)).sort()).toEqual(['bank/fees-v2.ts', 'bank/processor.ts']);
   });
 
-  it('type-check under the strict settings, importing Cairn as `cairn`, without casts', () => {
+  it('type-check under the strict settings, importing Cairn as `cairn-state`, without casts', () => {
     const p = program();
     const diagnostics = ts.getPreEmitDiagnostics(p).filter((d) => d.file && files.includes(d.file.fileName));
     expect(diagnostics.map((d) => `${d.file!.fileName}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`)).toEqual([]);
@@ -45,6 +45,6 @@ describe('examples/', () => {
       expect(casts, file).toEqual([]);
       expect(imports.filter((m) => m.includes('src')), file).toEqual([]);
     }
-    expect(p.getSourceFile(join(EXAMPLES, 'bank/processor.ts'))!.getText()).toMatch(/from 'cairn'/);
+    expect(p.getSourceFile(join(EXAMPLES, 'bank/processor.ts'))!.getText()).toMatch(/from 'cairn-state'/);
   });
 });

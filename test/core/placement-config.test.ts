@@ -1,10 +1,7 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { normaliseConfig } from '../../src/core/config.js';
 import { isCairnError } from '../../src/core/errors.js';
 import { defaultClassOf } from '../../src/core/placement-config.js';
-import { runCli, tempDir } from '../helpers/cli.js';
 
 /** Stores, storage classes and class rules: validated once, unknown names refused by name. */
 const two = { eu: { url: 'file://./eu' }, us: { url: 'file://./us' } };
@@ -60,15 +57,5 @@ describe('placement config', () => {
     expect(refusal({ stores: { EU: { url: 'file://./eu' } } }).path).toMatch(/^stores/);
     expect(refusal({ stores: two, storageClasses: { geo: { stores: ['eu'] } } }).path).toMatch(/^storageClasses/);
     expect(refusal({ stores: { eu: { url: 's3://No_Bucket/x' } } }).path).toBe('stores.eu.url');
-  });
-
-  it('the CLI exits 2 with one line naming the unknown store', async () => {
-    const dir = tempDir('placement-cli-');
-    const file = join(dir, 'cairn.config.json');
-    writeFileSync(file, JSON.stringify({ stores: two, storageClasses: { GEO: { stores: ['eu', 'mars'] } } }));
-    const r = await runCli(['--config', file, 'class', 'list']);
-    expect(r.code).toBe(2);
-    expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toContain('"mars"');
   });
 });
