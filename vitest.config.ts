@@ -21,6 +21,7 @@ export const UNIT_TESTS = [
   'test/state/capture.test.ts',
   'test/store/wrappers.test.ts',
   'test/store/capabilities-gating.test.ts',
+  'test/store/transfer.test.ts',
   'test/snapshots/lost-response.test.ts',
   'test/snapshots/ownership.test.ts',
   'test/snapshots/eviction-grace.test.ts',
