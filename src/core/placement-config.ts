@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { CairnError } from './errors.js';
+import { badInput, CairnError } from './errors.js';
 
 /**
  * Where snapshots live: named stores (one per region, each an independent bucket) and
@@ -170,6 +170,13 @@ export function normaliseStore(raw: RawStore, baseDir: string, source: string, p
     }
   }
   return store;
+}
+
+/** A class by the name a user gave (a CLI argument): BAD_INPUT naming the classes when there is none. */
+export function requireClass(placement: PlacementConfig, name: string): StorageClassConfig {
+  const found = placement.storageClasses[name];
+  if (!found) throw badInput(`unknown storage class ${JSON.stringify(name)} (classes: ${Object.keys(placement.storageClasses).join(', ')})`);
+  return found;
 }
 
 /** The class rules give `partition` (an override recorded with `cairn class set` wins over these). */

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { CLASS_NAME, defaultClassOf, type PlacementConfig, type StorageClassConfig } from '../core/placement-config.js';
-import { badInput, CairnError, isCairnError, toCairnError, type ErrorCode } from '../core/errors.js';
+import { CLASS_NAME, defaultClassOf, requireClass, type PlacementConfig, type StorageClassConfig } from '../core/placement-config.js';
+import { CairnError, isCairnError, toCairnError, type ErrorCode } from '../core/errors.js';
 import { newSnapshotId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { PARTITION_NAME, validatePartition } from '../core/names.js';
@@ -95,7 +95,7 @@ export class Placement {
    */
   async setOverride(partition: string, className: string): Promise<ClassOverride> {
     validatePartition(partition);
-    if (!this.config.storageClasses[className]) throw badInput(`unknown storage class ${JSON.stringify(className)} (classes: ${Object.keys(this.config.storageClasses).join(', ')})`);
+    requireClass(this.config, className);
     const doc: ClassOverride = { format: 1, partition, class: className, setAt: new Date().toISOString() };
     const body = JSON.stringify(doc, null, 2);
     const writes = await Promise.allSettled(this.allStores().map((s) => s.repository.store.put(layout.classOverride(partition), body, { contentType: 'application/json' })));

@@ -1,3 +1,4 @@
+import PQueue from 'p-queue';
 import { decodeTime } from 'ulid';
 import { CairnError, isCairnError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -159,21 +160,17 @@ export async function sweepFolders(store: ObjectStore, folders: Iterable<string>
  * meanwhile (NOT_FOUND: another sweep, or someone else, deleted it) needs no tag.
  */
 async function tagAll(store: ObjectStore, keys: string[], tags: Record<string, string>): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const worker = async (): Promise<void> => {
-    while (!failed && next < keys.length) {
-      const key = keys[next++]!;
-      try {
-        await store.tag(key, tags);
-      } catch (err) {
-        if (isCairnError(err, 'NOT_FOUND')) continue;
-        failed = true;
-        throw err;
-      }
+  const queue = new PQueue({ concurrency: TAG_CONCURRENCY });
+  const tagOne = async (key: string): Promise<void> => {
+    try {
+      await store.tag(key, tags);
+    } catch (err) {
+      if (isCairnError(err, 'NOT_FOUND')) return;
+      queue.clear();
+      throw err;
     }
   };
-  await Promise.all(Array.from({ length: Math.min(TAG_CONCURRENCY, keys.length) }, worker));
+  await Promise.all(keys.map((key) => queue.add(() => tagOne(key))));
 }
 
 /** Removes evicted snapshots after a publish, keeping what the pointer's snapshots and pins still reference. */

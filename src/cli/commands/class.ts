@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { badInput } from '../../core/errors.js';
 import { validatePartition } from '../../core/names.js';
+import { requireClass } from '../../core/placement-config.js';
 import { alignPartition, everyPartition, type AlignReport } from '../../snapshots/retier.js';
 import type { CliContext } from '../context.js';
 import { action } from '../context.js';
@@ -69,8 +70,7 @@ Examples:
     .action(
       action(async (ctx, className: string, opts: { partition: string }) => {
         const partition = validatePartition(opts.partition);
-        const classes = ctx.cairn.config.placement.storageClasses;
-        if (!classes[className]) throw badInput(`unknown storage class ${JSON.stringify(className)} (classes: ${Object.keys(classes).join(', ')})`);
+        // setOverride refuses an unknown class (BAD_INPUT) before anything is written.
         await ctx.cairn.placement.setOverride(partition, className);
         return report(ctx, [await align(ctx, partition, false)]);
       }),
@@ -111,8 +111,7 @@ async function partitionClass(ctx: CliContext, partition: string) {
 }
 
 async function partitionsOfClass(ctx: CliContext, className: string): Promise<string[]> {
-  const p = ctx.cairn.config.placement;
-  if (!p.storageClasses[className]) throw badInput(`unknown storage class ${JSON.stringify(className)} (classes: ${Object.keys(p.storageClasses).join(', ')})`);
+  requireClass(ctx.cairn.config.placement, className);
   const all = await everyPartition(ctx.cairn.placement);
   const classes = await Promise.all(all.map(async (name) => ({ name, className: (await ctx.cairn.placement.placementOf(name)).className })));
   return classes.filter((c) => c.className === className).map((c) => c.name);
