@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 /**
@@ -12,8 +13,11 @@ export const UNIT_TESTS = [
   'test/core/shipped-configs.test.ts',
   'test/core/placement-config.test.ts',
   'test/core/tiers.test.ts',
+  'test/core/module-graph.test.ts',
+  'test/core/durations.test.ts',
   'test/log/kafka-errors.test.ts',
   'test/log/kafka-codecs.test.ts',
+  'test/log/record-buffer.test.ts',
   'test/log/embedded.test.ts',
   'test/state/partition-state.test.ts',
   'test/state/manifest.test.ts',
@@ -22,12 +26,15 @@ export const UNIT_TESTS = [
   'test/store/wrappers.test.ts',
   'test/store/capabilities-gating.test.ts',
   'test/store/transfer.test.ts',
+  'test/store/custom-store.test.ts',
+  'test/store/request-retry.test.ts',
   'test/snapshots/lost-response.test.ts',
   'test/snapshots/ownership.test.ts',
   'test/snapshots/eviction-grace.test.ts',
   'test/snapshots/pointer-rebuild.test.ts',
   'test/snapshots/pointer-update.test.ts',
   'test/snapshots/outage.test.ts',
+  'test/snapshots/coverage.test.ts',
   'test/runtime/commit-pipeline.test.ts',
   'test/runtime/record-values.test.ts',
   'test/runtime/trim-gap-needed.test.ts',
@@ -37,9 +44,17 @@ export const UNIT_TESTS = [
   'test/coordinator/listing-startup.test.ts',
   'test/coordinator/trim-policy.test.ts',
   'test/coordinator/regions-trim.test.ts',
+  'test/coordinator/replica-book.test.ts',
 ];
 
 export default defineConfig({
+  // Tests and examples import the package by its name, as users do (tsconfig.json maps the same names).
+  resolve: {
+    alias: [
+      { find: /^cairn-state$/, replacement: fileURLToPath(new URL('./src/index.ts', import.meta.url)) },
+      { find: /^cairn-state\/([a-z]+)$/, replacement: fileURLToPath(new URL('./src/$1/index.ts', import.meta.url)) },
+    ],
+  },
   test: {
     pool: 'forks',
     testTimeout: 120_000,

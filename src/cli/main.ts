@@ -13,6 +13,7 @@ import { registerRun } from './commands/run.js';
 import { registerSnapshots } from './commands/snapshots.js';
 import { registerState } from './commands/state.js';
 import { registerVerify } from './commands/verify.js';
+import { armFailpoints } from '../core/failpoints.js';
 import { guardOutputStreams } from './context.js';
 
 export function buildProgram(): Command {
@@ -41,6 +42,8 @@ async function main(argv: string[]): Promise<void> {
   // The SDK warns about Node 20 on stderr; the CLI promises one line per error there.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   guardOutputStreams();
+  // The one place the environment arms failure injection (tests kill the CLI mid-protocol).
+  armFailpoints(process.env.CAIRN_FAILPOINTS);
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

@@ -1,5 +1,6 @@
 import { isCairnError, toCairnError } from '../core/errors.js';
 import type { LogInfo } from '../log/types.js';
+import { coversLogStart, resumeLsn } from '../snapshots/coverage.js';
 import { Placement } from '../snapshots/placement.js';
 import type { SnapshotRepository } from '../snapshots/repository.js';
 
@@ -56,7 +57,8 @@ export function decideTrim(input: TrimInput): TrimDecision {
     const age = Math.max(0, input.now - input.archivedAt);
     return { trimBefore: log.start, moves: false, reasons: [`archived LSN ${archivedLsn} comes from a snapshot ${age} ms old; the trim delay is ${input.delayMs} ms`] };
   }
-  let bound = archivedLsn + 1;
+  // The highest log start the oldest retained snapshot still covers (snapshots/coverage.ts).
+  let bound = resumeLsn(archivedLsn);
   reasons.push(`archived LSN ${archivedLsn} (oldest retained snapshot): records up to it may go, so at most ${bound}`);
   if (bound > log.end) {
     bound = log.end;
@@ -65,8 +67,8 @@ export function decideTrim(input: TrimInput): TrimDecision {
   if (policy === 'replicas') {
     const live = input.replicas.filter((r) => input.now - r.seenAt <= input.replicaTtlMs);
     for (const r of live) {
-      if (r.appliedLsn + 1 < bound) {
-        bound = r.appliedLsn + 1;
+      if (!coversLogStart(r.appliedLsn, bound)) {
+        bound = resumeLsn(r.appliedLsn);
         reasons.push(`policy replicas: live replica ${r.node} has applied up to ${r.appliedLsn}, so at most ${bound}`);
       }
     }

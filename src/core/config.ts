@@ -1,27 +1,31 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { COORDINATOR_DEFAULTS, FLEET_DEFAULTS, KAFKA_DEFAULTS, LOCATION_DEFAULTS, LOG_DEFAULTS, RUNTIME_DEFAULTS, SNAPSHOT_DEFAULTS } from './defaults.js';
+import { duration } from './durations.js';
 import { CairnError } from './errors.js';
 import { NODE_NAME, PARTITION_NAME } from './names.js';
 import { normalisePlacement, placementSchema, storeSchema, type PlacementConfig, type StoreConfig } from './placement-config.js';
 import { firstIssue } from './validation.js';
 
 export { STORE_DEFAULTS, type PlacementConfig, type StorageClassConfig, type StoreConfig } from './placement-config.js';
+/** Worker groups (`cairn run --group`): kept under its old name; the defaults live in defaults.ts. */
+export { FLEET_DEFAULTS } from './defaults.js';
 
 /**
  * Configuration is validated once, here, into a normalised object with absolute paths;
- * nothing below the CLI or the library entry point re-reads or re-checks it.
+ * nothing below the CLI or the library entry point re-reads or re-checks it. Every default
+ * comes from defaults.ts; every duration field (`*Ms`) is a `duration()` (durations.ts): a
+ * number of milliseconds or a string such as "30s", normalised to milliseconds.
  */
-/** Worker groups (`cairn run --group`), in one place. */
-export const FLEET_DEFAULTS = { sessionTimeoutMs: 30_000, checkpointOnRevoke: true, commitIntervalMs: 5_000, handoffTimeoutMs: 30_000 };
 
 /** What `log.compression` may name (Kafka's own codec names). */
 export const KAFKA_COMPRESSIONS = ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const;
 export type KafkaCompression = (typeof KAFKA_COMPRESSIONS)[number];
 
-/** How long a batch run (--stop-at-end, --until-lsn) or a CLI command waits out an unreachable log. */
-export const LOG_UNAVAILABLE_TIMEOUT_MS = 60_000;
-const unavailableTimeoutMs = z.number().int().min(0).max(86_400_000).optional();
+/** How long a batch run (--stop-at-end, --until-lsn) or a CLI command waits out an unreachable log (LOG_DEFAULTS). */
+export const LOG_UNAVAILABLE_TIMEOUT_MS = LOG_DEFAULTS.unavailableTimeoutMs;
+const unavailableTimeoutMs = duration({ max: 86_400_000 }).default(LOG_DEFAULTS.unavailableTimeoutMs);
 
 const logSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('embedded'), dir: z.string().min(1), unavailableTimeoutMs }).strict(),
@@ -59,56 +63,58 @@ export const configSchema = z
   .object({
     store: storeSchema.optional(),
     ...placementSchema,
-    log: logSchema.default({ type: 'embedded', dir: './.cairn/log' }),
-    stateDir: z.string().min(1).default('./.cairn/state'),
+    log: logSchema.prefault({ type: 'embedded', dir: LOCATION_DEFAULTS.logDir }),
+    stateDir: z.string().min(1).default(LOCATION_DEFAULTS.stateDir),
     node: z.string().regex(NODE_NAME).optional(),
+    // Each object's defaults are stated once, per field; `.prefault({})` runs an absent object
+    // through the same fields (a fresh object each time, never a shared constant).
     snapshots: z
       .object({
         /** 0 = never by record count (only on request, on exit, or by `cairn checkpoint`). */
-        everyRecords: z.number().int().min(0).default(100_000),
-        retain: z.number().int().min(1).max(1000).default(3),
-        concurrency: z.number().int().min(1).max(256).default(16),
+        everyRecords: z.number().int().min(0).default(SNAPSHOT_DEFAULTS.everyRecords),
+        retain: z.number().int().min(1).max(1000).default(SNAPSHOT_DEFAULTS.retain),
+        concurrency: z.number().int().min(1).max(256).default(SNAPSHOT_DEFAULTS.concurrency),
         /** How long a snapshot evicted from retained[] stays readable (restores that started on it finish). */
-        evictionGraceMs: z.number().int().min(0).max(7 * 24 * 3_600_000).default(300_000),
+        evictionGraceMs: duration({ max: 7 * 24 * 3_600_000 }).default(SNAPSHOT_DEFAULTS.evictionGraceMs),
         /** "copy": every snapshot self-contained; "shared": unchanged tables referenced where stored (checkpoint.ts, sweep.ts). */
-        sharing: z.enum(['copy', 'shared']).default('copy'),
+        sharing: z.enum(['copy', 'shared']).default(SNAPSHOT_DEFAULTS.sharing),
         /**
          * What happens to objects of evicted snapshots: "delete" them, or "tag" them
          * cairn-retired=true for a bucket lifecycle rule to expire (`cairn lifecycle`; sweep.ts).
          */
-        retire: z.enum(['delete', 'tag']).default('delete'),
+        retire: z.enum(['delete', 'tag']).default(SNAPSHOT_DEFAULTS.retire),
       })
       .strict()
-      .default({ everyRecords: 100_000, retain: 3, concurrency: 16, evictionGraceMs: 300_000, sharing: 'copy', retire: 'delete' }),
+      .prefault({}),
     runtime: z
       .object({
-        batchSize: z.number().int().min(1).max(100_000).default(1000),
-        onBadRecord: z.enum(['stop', 'skip']).default('stop'),
+        batchSize: z.number().int().min(1).max(100_000).default(RUNTIME_DEFAULTS.batchSize),
+        onBadRecord: z.enum(['stop', 'skip']).default(RUNTIME_DEFAULTS.onBadRecord),
       })
       .strict()
-      .default({ batchSize: 1000, onBadRecord: 'stop' }),
+      .prefault({}),
     fleet: z
       .object({
         /** A worker silent this long loses its partitions to the others (Kafka session.timeout.ms). */
-        sessionTimeoutMs: z.number().int().min(6_000).max(300_000).default(FLEET_DEFAULTS.sessionTimeoutMs),
+        sessionTimeoutMs: duration({ min: 6_000, max: 300_000 }).default(FLEET_DEFAULTS.sessionTimeoutMs),
         /** Publish a snapshot of a partition before handing it to its next owner. */
         checkpointOnRevoke: z.boolean().default(FLEET_DEFAULTS.checkpointOnRevoke),
         /** How often applied LSN + 1 is committed as the group's offset. */
-        commitIntervalMs: z.number().int().min(100).max(600_000).default(FLEET_DEFAULTS.commitIntervalMs),
+        commitIntervalMs: duration({ min: 100, max: 600_000 }).default(FLEET_DEFAULTS.commitIntervalMs),
         /** Longest wait for a live previous owner's last snapshot before taking a partition over anyway. */
-        handoffTimeoutMs: z.number().int().min(0).max(3_600_000).default(FLEET_DEFAULTS.handoffTimeoutMs),
+        handoffTimeoutMs: duration({ max: 3_600_000 }).default(FLEET_DEFAULTS.handoffTimeoutMs),
       })
       .strict()
-      .default(FLEET_DEFAULTS),
+      .prefault({}),
     coordinator: z
       .object({
         /** Where processors report; also what `cairn coordinator` listens on unless flags say otherwise. */
         url: z.string().url().regex(/^https?:\/\//, 'expected an http:// or https:// URL'),
-        reportIntervalMs: z.number().int().min(100).max(3_600_000).default(5_000),
-        policy: z.enum(['snapshot', 'replicas']).default('snapshot'),
-        trimIntervalMs: z.number().int().min(0).max(86_400_000).default(60_000),
-        trimDelayMs: z.number().int().min(0).max(30 * 86_400_000).default(0),
-        replicaTtlMs: z.number().int().min(1_000).max(86_400_000).default(60_000),
+        reportIntervalMs: duration({ min: 100, max: 3_600_000 }).default(COORDINATOR_DEFAULTS.reportIntervalMs),
+        policy: z.enum(['snapshot', 'replicas']).default(COORDINATOR_DEFAULTS.policy),
+        trimIntervalMs: duration({ max: 86_400_000 }).default(COORDINATOR_DEFAULTS.trimIntervalMs),
+        trimDelayMs: duration({ max: 30 * 86_400_000 }).default(COORDINATOR_DEFAULTS.trimDelayMs),
+        replicaTtlMs: duration({ min: 1_000, max: 86_400_000 }).default(COORDINATOR_DEFAULTS.replicaTtlMs),
       })
       .strict()
       .optional(),
@@ -182,11 +188,10 @@ export function normaliseConfig(raw: unknown, baseDir: string, source: string): 
   const c = parsed.data;
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   const placement = normalisePlacement(c, baseDir, source);
-  const unavailable = c.log.unavailableTimeoutMs ?? LOG_UNAVAILABLE_TIMEOUT_MS;
   const log: LogConfig =
     c.log.type === 'embedded'
-      ? { type: 'embedded', dir: abs(c.log.dir), unavailableTimeoutMs: unavailable }
-      : kafkaLogConfig(c.log, unavailable, abs, source);
+      ? { type: 'embedded', dir: abs(c.log.dir), unavailableTimeoutMs: c.log.unavailableTimeoutMs }
+      : kafkaLogConfig(c.log, abs, source);
   return {
     source,
     store: placement.stores[placement.homeStore]!,
@@ -199,6 +204,35 @@ export function normaliseConfig(raw: unknown, baseDir: string, source: string): 
     fleet: c.fleet,
     ...(c.coordinator ? { coordinator: c.coordinator } : {}),
   };
+}
+
+/** How a configuration given as an object (not read from a file) is compiled. */
+export interface CompileConfigOptions {
+  /** Relative paths (store url, log dir, stateDir, TLS files) resolve against this; default the working folder. */
+  baseDir?: string;
+  /** Names the configuration in error messages; default 'options'. */
+  source?: string;
+  /** Where $CAIRN_COORDINATOR_TOKEN is read from; default process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * A raw configuration object compiled once, as loadConfig compiles a file: validated (a bad
+ * field is INVALID_CONFIG naming it), defaults applied, durations in milliseconds, paths
+ * absolute, the coordinator token from the environment.
+ */
+export function compileConfig(raw: RawConfig, options: CompileConfigOptions = {}): CairnConfig {
+  return withToken(normaliseConfig(raw, options.baseDir ?? process.cwd(), options.source ?? 'options'), options.env ?? process.env);
+}
+
+/**
+ * Whether `config` is already compiled (normaliseConfig's output) rather than raw options. A
+ * CairnConfig always carries `source` and `placement`; the raw schema refuses both (it is
+ * strict), so no valid raw configuration is mistaken for a compiled one.
+ */
+export function isCairnConfig(config: CairnConfig | RawConfig): config is CairnConfig {
+  const c = config as Partial<CairnConfig> | null | undefined;
+  return typeof c === 'object' && c !== null && typeof c.source === 'string' && typeof c.placement === 'object' && c.placement !== null;
 }
 
 function defaultNodeName(): string {
@@ -239,7 +273,7 @@ function withToken(config: CairnConfig, env: NodeJS.ProcessEnv): CairnConfig {
 
 type RawKafkaLog = Extract<z.output<typeof logSchema>, { type: 'kafka' }>;
 
-function kafkaLogConfig(raw: RawKafkaLog, unavailableTimeoutMs: number, abs: (p: string) => string, source: string): KafkaLogConfig {
+function kafkaLogConfig(raw: RawKafkaLog, abs: (p: string) => string, source: string): KafkaLogConfig {
   const invalid = (path: string, why: string) => new CairnError('INVALID_CONFIG', `${source}: invalid field ${path}: ${why}`, { details: { path, source } });
   const file = (field: 'ca' | 'cert' | 'key', p: string | undefined) => {
     if (p === undefined) return {};
@@ -251,10 +285,10 @@ function kafkaLogConfig(raw: RawKafkaLog, unavailableTimeoutMs: number, abs: (p:
     type: 'kafka',
     brokers: raw.brokers,
     topic: raw.topic,
-    clientId: raw.clientId ?? 'cairn',
+    clientId: raw.clientId ?? KAFKA_DEFAULTS.clientId,
     partitions: raw.partitions ?? {},
-    unavailableTimeoutMs,
-    compression: raw.compression ?? 'none',
+    unavailableTimeoutMs: raw.unavailableTimeoutMs,
+    compression: raw.compression ?? KAFKA_DEFAULTS.compression,
   };
   if (raw.ssl === true) log.ssl = { rejectUnauthorized: true };
   else if (raw.ssl) log.ssl = { ...file('ca', raw.ssl.ca), ...file('cert', raw.ssl.cert), ...file('key', raw.ssl.key), rejectUnauthorized: raw.ssl.rejectUnauthorized ?? true };

@@ -1,6 +1,11 @@
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { LOCATION_DEFAULTS, PLACEMENT_DEFAULTS, STORE_DEFAULTS } from './defaults.js';
+import { duration } from './durations.js';
 import { badInput, CairnError } from './errors.js';
+
+/** The store's defaults (defaults.ts), under the name the backends and tests know. */
+export { STORE_DEFAULTS } from './defaults.js';
 
 /**
  * Where snapshots live: named stores (one per region, each an independent bucket) and
@@ -25,9 +30,9 @@ export const storeSchema = z
     multipartThresholdBytes: z.number().int().min(5 * 1024 * 1024).optional(),
     partSizeBytes: z.number().int().min(5 * 1024 * 1024).optional(),
     /** Time allowed to open a TCP (and TLS) connection to the store. */
-    connectTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+    connectTimeoutMs: duration({ min: 100, max: 600_000 }).optional(),
     /** A request whose response has not started (or whose socket stays silent) this long fails. */
-    requestTimeoutMs: z.number().int().min(100).max(3_600_000).optional(),
+    requestTimeoutMs: duration({ min: 100, max: 3_600_000 }).optional(),
     /** Attempts per request, the first included (1 = never retry). The only retry layer for store requests. */
     maxAttempts: z.number().int().min(1).max(20).optional(),
   })
@@ -38,9 +43,9 @@ export const STORE_NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 /** A storage class name, e.g. STANDARD, REDUCED, GEO. */
 export const CLASS_NAME = /^[A-Z][A-Z0-9_]{0,31}$/;
 /** The store name of the single-store shorthand. */
-export const DEFAULT_STORE = 'default';
+export const DEFAULT_STORE = PLACEMENT_DEFAULTS.storeName;
 /** The class a partition has when no rule names another. */
-export const DEFAULT_CLASS = 'STANDARD';
+export const DEFAULT_CLASS = PLACEMENT_DEFAULTS.className;
 
 export const placementSchema = {
   stores: z.record(z.string().regex(STORE_NAME, 'expected a store name of [a-z0-9_-], at most 32'), storeSchema).optional(),
@@ -55,15 +60,6 @@ export const placementSchema = {
   classDefaults: z.array(z.object({ match: z.string().min(1).max(128), class: z.string().min(1) }).strict()).optional(),
   defaultClass: z.string().optional(),
 };
-
-/** Defaults for the store, in one place (the backends take them from StoreConfig). */
-export const STORE_DEFAULTS = {
-  multipartThresholdBytes: 64 * 1024 * 1024,
-  partSizeBytes: 16 * 1024 * 1024,
-  connectTimeoutMs: 10_000,
-  requestTimeoutMs: 30_000,
-  maxAttempts: 4,
-} as const;
 
 export interface StoreConfig {
   kind: 'fs' | 's3';
@@ -115,7 +111,7 @@ interface RawPlacement {
 export function normalisePlacement(raw: RawPlacement, baseDir: string, source: string): PlacementConfig {
   const invalid = (path: string, why: string) => new CairnError('INVALID_CONFIG', `${source}: invalid field ${path}: ${why}`, { details: { path, source } });
   if (raw.store && raw.stores) throw invalid('stores', 'give either store (one store) or stores (named stores), not both');
-  const rawStores = raw.stores ?? { [DEFAULT_STORE]: raw.store ?? { url: 'file://./.cairn/store' } };
+  const rawStores = raw.stores ?? { [DEFAULT_STORE]: raw.store ?? { url: LOCATION_DEFAULTS.storeUrl } };
   const names = Object.keys(rawStores);
   if (names.length === 0) throw invalid('stores', 'at least one store is needed');
   const stores = Object.fromEntries(names.map((n) => [n, normaliseStore(rawStores[n]!, baseDir, source, raw.stores ? `stores.${n}` : 'store')]));

@@ -87,7 +87,13 @@ export async function listForks(store: ObjectStore, now = Date.now()): Promise<F
  * pin. Re-running after a crash finishes the job; it also removes what an interrupted
  * create left (a pin, an unpublished folder) for this name.
  */
-export async function dropFork(store: ObjectStore, name: string): Promise<{ fork: string; deletedObjects: number; releasedPins: string[] }> {
+export interface DropForkResult {
+  fork: string;
+  deletedObjects: number;
+  releasedPins: string[];
+}
+
+export async function dropFork(store: ObjectStore, name: string): Promise<DropForkResult> {
   validateForkName(name);
   const latest = await readLatest(store, name);
   const parents: string[] = [];

@@ -1,5 +1,6 @@
 import { CairnError, badInput, isCairnError } from '../core/errors.js';
 import type { Log } from '../log/types.js';
+import { coversLogStart, EMPTY_STATE_LSN } from '../snapshots/coverage.js';
 import { originKey, type ForkOrigin } from '../snapshots/origin.js';
 import type { ObjectStore } from '../store/types.js';
 
@@ -15,7 +16,7 @@ export async function createOriginFork(
   o: { from: string; name: string; logPartition: string; targetLsn: number; log: Log },
 ): Promise<ForkOrigin> {
   const info = await o.log.info(o.logPartition);
-  if (info.start > 0) {
+  if (!coversLogStart(EMPTY_STATE_LSN, info.start)) {
     throw new CairnError('NO_SNAPSHOT', `no retained snapshot of ${o.from} at or below LSN ${o.targetLsn}, and the log starts at ${info.start}, so the records from LSN 0 are gone`, {
       details: { partition: o.from, targetLsn: o.targetLsn, logStart: info.start },
     });
@@ -33,5 +34,5 @@ export async function createOriginFork(
 
 /** The parent of a fork of the empty state, as fork results and listings name it: no snapshot, LSN -1. */
 export function emptyStateParent(partition: string): { partition: string; snapshotId: null; lsn: number } {
-  return { partition, snapshotId: null, lsn: -1 };
+  return { partition, snapshotId: null, lsn: EMPTY_STATE_LSN };
 }

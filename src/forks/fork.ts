@@ -3,6 +3,7 @@ import { failpoint } from '../core/failpoints.js';
 import { newSnapshotId } from '../core/ids.js';
 import { validateForkName, validatePartition, validateSnapshotId } from '../core/names.js';
 import type { Log } from '../log/types.js';
+import { coversLogStart, resumeLsn } from '../snapshots/coverage.js';
 import { layout } from '../snapshots/layout.js';
 import { readLatest, readMetadata } from '../snapshots/pointer.js';
 import { putPointer, updatePointer } from '../snapshots/pointer-update.js';
@@ -191,9 +192,10 @@ export async function createFork(store: ObjectStore, o: CreateForkOptions): Prom
  */
 export async function checkLogHolds(log: Log, partition: string, fromLsn: number, targetLsn: number): Promise<void> {
   const info = await log.info(partition);
-  if (info.start > fromLsn + 1) {
-    throw new CairnError('TRIM_GAP', `cannot reach LSN ${targetLsn} of ${partition} from state at ${fromLsn}: the log starts at ${info.start}, so records ${fromLsn + 1}..${info.start - 1} are gone`, {
-      details: { needed: fromLsn + 1, start: info.start, targetLsn },
+  if (!coversLogStart(fromLsn, info.start)) {
+    const needed = resumeLsn(fromLsn);
+    throw new CairnError('TRIM_GAP', `cannot reach LSN ${targetLsn} of ${partition} from state at ${fromLsn}: the log starts at ${info.start}, so records ${needed}..${info.start - 1} are gone`, {
+      details: { needed, start: info.start, targetLsn },
     });
   }
   if (targetLsn >= info.end) throw badInput(`cannot reach LSN ${targetLsn} of ${partition}: the log ends at ${info.end - 1}`);

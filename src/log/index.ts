@@ -1,57 +1,9 @@
-import { readFileSync } from 'node:fs';
-import type { ConnectionOptions } from 'node:tls';
-import type { KafkaLogConfig, LogConfig } from '../core/config.js';
-import { CairnError } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
-import { EmbeddedLog } from './embedded.js';
-import { KafkaLog } from './kafka.js';
-import type { Log } from './types.js';
-
-export type { AppendRecord, Log, LogCapabilities, LogInfo, LogRecord, ReadOptions, RecordHeader } from './types.js';
+/**
+ * `cairn-state/log`: the log abstraction and its backends. `KafkaLog` here loads kafkajs;
+ * `createLog` (also in the root export) loads it only when a Kafka log is first used.
+ */
+export type { AppendRecord, GroupMembership, GroupOptions, GroupView, Log, LogCapabilities, LogInfo, LogRecord, ReadOptions, RecordHeader } from './types.js';
+export { createLog, type CreateLogOptions } from './create.js';
 export { EmbeddedLog, type EmbeddedLogOptions } from './embedded.js';
 export { KafkaLog, type KafkaLogOptions } from './kafka.js';
-
-export interface CreateLogOptions {
-  /** Embedded log: fsync each append. */
-  sync?: boolean;
-  /** Kafka log: where kafkajs's own error lines go (silent when absent). */
-  logger?: Logger;
-}
-
-/**
- * The log a configuration names. Synchronous: backends connect lazily on first use, so
- * building one never fails for reasons other than the configuration itself.
- */
-export function createLog(config: LogConfig, options: CreateLogOptions = {}): Log {
-  switch (config.type) {
-    case 'embedded':
-      return new EmbeddedLog({ dir: config.dir, ...(options.sync !== undefined ? { sync: options.sync } : {}) });
-    case 'kafka':
-      return new KafkaLog({
-        brokers: config.brokers,
-        topic: config.topic,
-        clientId: config.clientId,
-        partitions: config.partitions,
-        compression: config.compression,
-        ...(config.ssl ? { ssl: tlsOptions(config.ssl) } : {}),
-        ...(config.sasl ? { sasl: config.sasl } : {}),
-        ...(options.logger ? { logger: options.logger } : {}),
-      });
-  }
-}
-
-/** The TLS options for kafkajs (Node's tls.connect), with the configured files read. */
-function tlsOptions(ssl: NonNullable<KafkaLogConfig['ssl']>): ConnectionOptions {
-  const read = (path: string | undefined) => {
-    if (path === undefined) return undefined;
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new CairnError('INVALID_CONFIG', `cannot read ${path} (log.ssl): ${(err as Error).message}`, { cause: err, details: { path } });
-    }
-  };
-  const ca = read(ssl.caFile);
-  const cert = read(ssl.certFile);
-  const key = read(ssl.keyFile);
-  return { rejectUnauthorized: ssl.rejectUnauthorized, ...(ca ? { ca: [ca] } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
-}
+export { LazyLog } from './lazy.js';

@@ -1,13 +1,15 @@
 import type { ConnectionOptions } from 'node:tls';
 import type { Kafka } from 'kafkajs';
 import type { KafkaCompression, KafkaSasl } from '../core/config.js';
+import { KAFKA_DEFAULTS } from '../core/defaults.js';
 import { CairnError, badInput } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
-import { parseLsn, validatePartition } from '../core/names.js';
+import { parseLsn } from '../core/names.js';
 import { KafkaAdmin, createKafkaClient } from './kafka-client.js';
 import { KafkaAppender, encodeRecords } from './kafka-producer.js';
 import { PartitionReader } from './kafka-reader.js';
 import { joinKafkaGroup } from './kafka-group.js';
+import { KAFKA_LOG_CAPABILITIES, KafkaPartitionNames } from './kafka-partitions.js';
 import type { AppendRecord, GroupMembership, GroupOptions, Log, LogCapabilities, LogInfo, LogRecord, ReadOptions } from './types.js';
 
 /**
@@ -58,13 +60,12 @@ export interface KafkaLogOptions {
   sasl?: KafkaSasl;
 }
 
-const MiB = 1024 * 1024;
 /** Group members' client ids: `<clientId>-worker-<node>`. */
 const MEMBER_INFIX = '-worker-';
-const MAX_KAFKA_PARTITION = 2 ** 31 - 1;
 
 export class KafkaLog implements Log {
-  readonly capabilities: LogCapabilities = { name: 'kafka', multiProcess: true, groups: true };
+  readonly capabilities: LogCapabilities = KAFKA_LOG_CAPABILITIES;
+  private readonly names: KafkaPartitionNames;
   private readonly o: Required<Omit<KafkaLogOptions, 'logger' | 'ssl' | 'sasl'>> & Pick<KafkaLogOptions, 'ssl' | 'sasl'> & { logger: Logger };
   private client: Kafka | undefined;
   private adminClient: KafkaAdmin | undefined;
@@ -75,33 +76,19 @@ export class KafkaLog implements Log {
 
   constructor(options: KafkaLogOptions) {
     this.o = {
-      clientId: 'cairn',
+      // Client id, codec and every tuning default, with why each is what it is: core/defaults.ts.
+      ...KAFKA_DEFAULTS,
       partitions: {},
       logger: silentLogger,
-      // Measured on the throughput benchmark: 2-8 MiB are alike; smaller fetches add round
-      // trips the consumer waits for, larger ones delay the first records and hold more heap.
-      maxBytesPerPartition: 4 * MiB,
-      maxWaitTimeInMs: 500,
-      readAheadBytes: 16 * MiB,
-      // The broker's default message.max.bytes is 1 MiB; stay clear of it.
-      maxBatchBytes: 768 * 1024,
-      stallMs: 6000,
-      retries: 5,
-      connectionTimeoutMs: 3000,
-      // kafkajs's default is 30 s; it is also what the connect handshake (ApiVersions) waits,
-      // so a broker that accepts TCP and never answers would cost 30 s per attempt. Fetches
-      // are not affected: kafkajs gives them maxWaitTimeInMs plus a margin when that is longer.
-      requestTimeoutMs: 10_000,
-      operationTimeoutMs: 15_000,
-      compression: 'none',
       ...definedOnly(options),
       brokers: options.brokers,
       topic: options.topic,
     };
+    this.names = new KafkaPartitionNames(this.o.topic, this.o.partitions);
   }
 
   source(partition: string): string {
-    return `kafka:${this.o.topic}/${this.partitionOf(partition)}`;
+    return this.names.sourceOf(partition);
   }
 
   async partitions(): Promise<string[]> {
@@ -193,25 +180,12 @@ export class KafkaLog implements Log {
     return n;
   }
 
-  /** The Cairn name of topic partition N: its name under log.partitions, else `pN`. */
   private nameOf(n: number): string {
-    for (const [name, mapped] of Object.entries(this.o.partitions)) if (mapped === n) return name;
-    return `p${n}`;
+    return this.names.nameOf(n);
   }
 
-  /** `pN` is partition N unless the configuration maps the name; nothing else is guessed. */
   private partitionOf(partition: string): number {
-    const name = validatePartition(partition);
-    const mapped = Object.hasOwn(this.o.partitions, name) ? this.o.partitions[name] : undefined;
-    if (mapped !== undefined) return mapped;
-    const m = /^p(0|[1-9][0-9]{0,9})$/.exec(name);
-    const n = m ? Number(m[1]) : NaN;
-    if (!(n <= MAX_KAFKA_PARTITION)) {
-      throw badInput(`partition ${JSON.stringify(name)} does not name a partition of topic ${this.o.topic}: use p<N> for partition N, or map the name under log.partitions`, {
-        partition: name,
-      });
-    }
-    return n;
+    return this.names.numberOf(partition);
   }
 
   private kafka(): Kafka {

@@ -1,6 +1,11 @@
 import { CairnError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { LogRecord } from '../log/types.js';
+import { isLocalCorruption } from '../state/integrity.js';
 import { DELETE, type StateWrite } from '../state/types.js';
-import type { ProcessorState } from './processor-module.js';
+import type { RuntimeMetrics } from './metrics.js';
+import type { RecordDecoder } from './processor-hooks.js';
+import type { Processor, ProcessorRecord, ProcessorState } from './processor-module.js';
 
 const ABSENT = Symbol('absent');
 
@@ -66,6 +71,59 @@ export class BatchWrites {
   private remember(key: string): void {
     if (this.journal && !this.undo.has(key)) this.undo.set(key, this.writes.has(key) ? this.writes.get(key) : ABSENT);
   }
+}
+
+export interface RecordApplier {
+  processor: Processor;
+  decode: RecordDecoder;
+  partition: string;
+  onBadRecord: 'stop' | 'skip';
+  logger: Logger;
+  metrics?: RuntimeMetrics | undefined;
+}
+
+/**
+ * Applies `records` through the processor into `batch`, in order; returns how many were
+ * skipped. A record that does not decode, or that the processor throws on, is bad data or a
+ * bug for that record: with onBadRecord "skip" its writes are rolled back, and it is counted
+ * and logged; with "stop" the whole batch fails and nothing of it commits, so the state stays
+ * at the last good LSN. Damaged local state surfacing through a read is never the record's
+ * fault: it always fails the batch (the processor rebuilds the state and replays it).
+ */
+export async function applyRecords(records: readonly LogRecord[], batch: BatchWrites, o: RecordApplier): Promise<number> {
+  const { processor, partition, onBadRecord, logger, metrics } = o;
+  let skipped = 0;
+  for (const record of records) {
+    batch.beginRecord();
+    let undecodable = false;
+    try {
+      let input: ProcessorRecord;
+      try {
+        input = o.decode(record, partition);
+      } catch (err) {
+        undecodable = true;
+        throw err;
+      }
+      await processor.apply(input, batch.view);
+    } catch (err) {
+      // Damaged local state surfaced through state.get: not this record's fault.
+      if (isLocalCorruption(err)) throw err;
+      if (onBadRecord === 'skip') {
+        batch.rollbackRecord();
+        skipped++;
+        metrics?.recordsSkipped.inc({ partition, reason: undecodable ? 'decode' : 'processor' });
+        logger.warn({ partition, lsn: record.lsn, err }, undecodable ? 'record could not be decoded; skipped' : 'processor threw; record skipped');
+        continue;
+      }
+      // A decode failure already says what it is (CORRUPT, or the processor's own decode).
+      if (undecodable) throw err;
+      throw new CairnError('PROCESSOR_FAILED', `processor ${processor.name} failed on ${partition} at LSN ${record.lsn}: ${(err as Error)?.message ?? String(err)}`, {
+        cause: err,
+        details: { partition, lsn: record.lsn },
+      });
+    }
+  }
+  return skipped;
 }
 
 /**

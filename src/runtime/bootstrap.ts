@@ -7,6 +7,7 @@ import { linkOrCopy } from '../core/files.js';
 import { SNAPSHOT_ID } from '../core/names.js';
 import type { Logger } from '../core/logger.js';
 import type { Log } from '../log/types.js';
+import { coversLogStart, EMPTY_STATE_LSN, resumeLsn } from '../snapshots/coverage.js';
 import type { SnapshotAccess, RestoreResult } from '../snapshots/repository.js';
 import { removeAbandonedRestores } from '../snapshots/restore-workdir.js';
 import { PartitionState } from '../state/partition-state.js';
@@ -62,15 +63,20 @@ async function openLocal(ctx: BootstrapContext): Promise<{ state?: PartitionStat
  */
 export function trimGapError(partition: string, gap: { localLsn: number | undefined; logStart: number; snapshotLsn: number | undefined }): CairnError {
   const { localLsn, logStart, snapshotLsn } = gap;
-  const localNext = (localLsn ?? -1) + 1;
-  const fromSnapshot = snapshotLsn !== undefined && snapshotLsn + 1 >= localNext;
-  const needed = fromSnapshot ? snapshotLsn + 1 : localNext;
+  const localNext = resumeLsn(localLsn ?? EMPTY_STATE_LSN);
+  const fromSnapshot = snapshotLsn !== undefined && resumeLsn(snapshotLsn) >= localNext;
+  const needed = fromSnapshot ? resumeLsn(snapshotLsn) : localNext;
   const how = fromSnapshot
     ? `after bootstrapping from the latest snapshot, at LSN ${snapshotLsn}`
     : `${localLsn === undefined ? 'with no local state' : `after its local state, at LSN ${localLsn}`}, and ${snapshotLsn === undefined ? 'no snapshot exists' : `the latest snapshot is older (LSN ${snapshotLsn})`}`;
   return new CairnError('TRIM_GAP', `trim gap on ${partition}: needs LSN ${needed} (${how}) but the log starts at ${logStart}; local state left untouched`, {
     details: { partition, needed, logStart, snapshotLsn: snapshotLsn ?? null, localLsn: localLsn ?? null },
   });
+}
+
+/** Whether a snapshot exists (`snapshotLsn` not undefined) and covers `logStart` (snapshots/coverage.ts). */
+function snapshotCovers(snapshotLsn: number | undefined, logStart: number): boolean {
+  return snapshotLsn !== undefined && coversLogStart(snapshotLsn, logStart);
 }
 
 /**
@@ -80,14 +86,14 @@ export function trimGapError(partition: string, gap: { localLsn: number | undefi
 export async function bootstrapFromSnapshot(ctx: BootstrapContext, localLsn: number | undefined, logStart: number): Promise<RestoreResult> {
   const latest = await ctx.repository.latest(ctx.partition);
   const snapshotLsn = latest?.pointer.lsn;
-  if (snapshotLsn === undefined || snapshotLsn + 1 < logStart) throw trimGapError(ctx.partition, { localLsn, logStart, snapshotLsn });
+  if (!snapshotCovers(snapshotLsn, logStart)) throw trimGapError(ctx.partition, { localLsn, logStart, snapshotLsn });
   const result = await ctx.repository.restore({
     partition: ctx.partition,
     targetDir: ctx.dir,
     ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
   });
   // A fallback may land on an older snapshot: it must still cover the log start.
-  if (result.metadata.lsn + 1 < logStart) throw trimGapError(ctx.partition, { localLsn, logStart, snapshotLsn: result.metadata.lsn });
+  if (!coversLogStart(result.metadata.lsn, logStart)) throw trimGapError(ctx.partition, { localLsn, logStart, snapshotLsn: result.metadata.lsn });
   ctx.logger.info({ partition: ctx.partition, lsn: result.metadata.lsn, snapshotId: result.metadata.snapshotId, bytes: result.bytes, skipped: result.skipped, store: result.store }, 'bootstrapped from snapshot');
   return result;
 }
@@ -126,25 +132,25 @@ export async function openOrBootstrap(ctx: BootstrapContext): Promise<OpenedStat
   // case is decided before the folder is opened (only a trimmed log can have a gap).
   if (info.start > 0 && existsSync(join(ctx.dir, 'CURRENT'))) {
     const lsn = await peekAppliedLsn(ctx.dir);
-    if (lsn !== undefined && lsn + 1 < info.start) {
+    if (lsn !== undefined && !coversLogStart(lsn, info.start)) {
       const latest = await ctx.repository.latest(ctx.partition);
-      if (!latest || latest.pointer.lsn + 1 < info.start) throw trimGapError(ctx.partition, { localLsn: lsn, logStart: info.start, snapshotLsn: latest?.pointer.lsn });
+      if (!snapshotCovers(latest?.pointer.lsn, info.start)) throw trimGapError(ctx.partition, { localLsn: lsn, logStart: info.start, snapshotLsn: latest?.pointer.lsn });
     }
   }
   const local = await openLocal(ctx);
   if (local.state) {
-    const next = local.state.appliedLsn + 1;
-    if (next >= info.start) return { state: local.state, source: 'local' };
+    const localLsn = local.state.appliedLsn;
+    if (coversLogStart(localLsn, info.start)) return { state: local.state, source: 'local' };
     // Behind a trim gap. Decide before closing anything so an uncoverable gap changes nothing.
     const latest = await ctx.repository.latest(ctx.partition);
-    if (!latest || latest.pointer.lsn + 1 < info.start) {
+    if (!snapshotCovers(latest?.pointer.lsn, info.start)) {
       await local.state.close();
-      throw trimGapError(ctx.partition, { localLsn: next - 1, logStart: info.start, snapshotLsn: latest?.pointer.lsn });
+      throw trimGapError(ctx.partition, { localLsn, logStart: info.start, snapshotLsn: latest?.pointer.lsn });
     }
     await local.state.close();
-    const restore = await bootstrapFromSnapshot(ctx, next - 1, info.start);
+    const restore = await bootstrapFromSnapshot(ctx, localLsn, info.start);
     const state = await PartitionState.open(ctx.dir, { create: false, partition: ctx.partition });
-    return { state, source: 'bootstrap', reason: `trim gap: needed LSN ${next}, log starts at ${info.start}`, restore };
+    return { state, source: 'bootstrap', reason: `trim gap: needed LSN ${resumeLsn(localLsn)}, log starts at ${info.start}`, restore };
   }
   const latest = await ctx.repository.latest(ctx.partition);
   if (latest) {
@@ -153,11 +159,21 @@ export async function openOrBootstrap(ctx: BootstrapContext): Promise<OpenedStat
     const gap = info.start > 0 ? `; trim gap: the log starts at ${info.start}` : '';
     return { state, source: 'bootstrap', reason: `${local.problem ?? 'no local state'}${gap}`, restore };
   }
-  if (info.start > 0) throw trimGapError(ctx.partition, { localLsn: undefined, logStart: info.start, snapshotLsn: undefined });
+  if (!coversLogStart(EMPTY_STATE_LSN, info.start)) throw trimGapError(ctx.partition, { localLsn: undefined, logStart: info.start, snapshotLsn: undefined });
   // No snapshot, and the whole log is there: damaged state is rebuilt by replaying all of it.
   if (local.damaged) await rm(ctx.dir, { recursive: true, force: true });
   const state = await PartitionState.open(ctx.dir, { create: true, partition: ctx.partition });
   return { state, source: 'empty', ...(local.problem ? { reason: local.problem } : {}) };
+}
+
+/** What replaceLocalState replaces, and why. */
+export interface Replacement {
+  /** The LSN the current state would read next. */
+  needed: number;
+  logStart: number;
+  reason: string;
+  /** Damaged state with no snapshot at all may be rebuilt from an untrimmed log; a trim gap may not. */
+  discardable: boolean;
 }
 
 /**
@@ -169,13 +185,13 @@ export async function openOrBootstrap(ctx: BootstrapContext): Promise<OpenedStat
  */
 export async function replaceLocalState(
   ctx: BootstrapContext,
-  what: { needed: number; logStart: number; reason: string; discardable: boolean },
+  what: Replacement,
   close: () => Promise<void>,
 ): Promise<{ state: PartitionState; snapshotLsn: number }> {
   const { partition, repository, logger, dir } = ctx;
   const latest = await repository.latest(partition);
-  const fromScratch = !latest && what.logStart === 0 && what.discardable;
-  if (!fromScratch && (!latest || latest.pointer.lsn + 1 < what.logStart)) {
+  const fromScratch = !latest && coversLogStart(EMPTY_STATE_LSN, what.logStart) && what.discardable;
+  if (!fromScratch && !snapshotCovers(latest?.pointer.lsn, what.logStart)) {
     throw trimGapError(partition, { localLsn: what.needed - 1, logStart: what.logStart, snapshotLsn: latest?.pointer.lsn });
   }
   await close();

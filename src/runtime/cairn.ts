@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import type { CairnConfig, CoordinatorConfig } from '../core/config.js';
+import { compileConfig, isCairnConfig, type CairnConfig, type CoordinatorConfig, type RawConfig } from '../core/config.js';
 import { badInput } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { validatePartition } from '../core/names.js';
-import { createLog } from '../log/index.js';
+import { createLog } from '../log/create.js';
 import type { Log } from '../log/types.js';
 import { Placement, type PlacedCheckpointResult } from '../snapshots/placement.js';
 import { SnapshotRepository } from '../snapshots/repository.js';
@@ -18,6 +18,13 @@ import { PartitionProcessor, type PartitionProcessorOptions } from './partition-
 import type { Processor } from './processor-module.js';
 
 export interface CairnOptions {
+  /**
+   * For raw options (a RawConfig, as in a config file): relative paths resolve against this.
+   * Default: the working folder. Ignored for a compiled CairnConfig (its paths are absolute).
+   */
+  baseDir?: string;
+  /** For raw options: what error messages call the configuration. Default 'options'. */
+  source?: string;
   logger?: Logger;
   metrics?: RuntimeMetrics;
   /** Use this store instead of building the home store from config (tests, custom wrappers). */
@@ -41,6 +48,12 @@ function coordinatorLink(c: CoordinatorConfig): CoordinatorLink {
  * The library entry point: a validated configuration plus the store, log and snapshot
  * repository it describes. Store and log are created on first use, so a command that fails
  * validation never creates a folder or opens a connection.
+ *
+ * It takes the configuration either raw, as a config file holds it (`new Cairn({ store: {
+ * url: 's3://bucket' }, snapshots: { evictionGraceMs: '10m' } })`), compiled once here —
+ * validated, defaults applied, durations in milliseconds, relative paths against
+ * `options.baseDir` — or already compiled (loadConfig, normaliseConfig), used as it is.
+ * A bad raw option throws INVALID_CONFIG naming the field, from the constructor.
  */
 export class Cairn {
   private storeInstance: ObjectStore | undefined;
@@ -49,13 +62,18 @@ export class Cairn {
   private readonly otherStores = new Map<string, { store: ObjectStore; repository: SnapshotRepository }>();
   private placementInstance: Placement | undefined;
   private forkOperations: ForkOperations | undefined;
+  /** The compiled configuration: what every part of this instance reads. */
+  readonly config: CairnConfig;
   readonly logger: Logger;
   readonly metrics: RuntimeMetrics;
 
   constructor(
-    readonly config: CairnConfig,
+    config: CairnConfig | RawConfig,
     private readonly options: CairnOptions = {},
   ) {
+    this.config = isCairnConfig(config)
+      ? config
+      : compileConfig(config, { ...(options.baseDir !== undefined ? { baseDir: options.baseDir } : {}), ...(options.source !== undefined ? { source: options.source } : {}) });
     this.logger = options.logger ?? silentLogger;
     this.metrics = options.metrics ?? createRuntimeMetrics();
   }

@@ -3,7 +3,7 @@ import { toCairnError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Log } from '../log/types.js';
 import { reportReplySchema, type Command, type CommandOutcome, type Report } from './coordinator-protocol.js';
-import type { SnapshotRequestOutcome } from './partition-processor.js';
+import type { SnapshotRequestOutcome } from './snapshot-schedule.js';
 
 export interface CoordinatorLink {
   /** Base URL, e.g. http://127.0.0.1:7070 */
@@ -36,6 +36,20 @@ const REQUEST_TIMEOUT_MS = 5_000;
 const WARN_EVERY_MS = 60_000;
 /** Command ids remembered, so a command the coordinator repeats before our outcome reached it runs once. */
 const SEEN_IDS = 256;
+
+/**
+ * Reports while a run goes on, until `signal` aborts or the returned function is called;
+ * that resolves once the report in flight ended, so none outlives the run.
+ */
+export function reportWhileRunning(o: ReporterOptions, signal: AbortSignal | undefined): () => Promise<void> {
+  const reporter = new CoordinatorReporter(o);
+  const stop = new AbortController();
+  reporter.start(signal ? AbortSignal.any([signal, stop.signal]) : stop.signal);
+  return async () => {
+    stop.abort();
+    await reporter.stopped();
+  };
+}
 
 /**
  * Reports a processor's progress to the coordinator and carries out the commands of each

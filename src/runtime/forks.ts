@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CairnError, badInput } from '../core/errors.js';
 import { diffStates, type DiffOptions, type DiffResult } from '../forks/diff.js';
-import { dropFork, listForks, type ForkListing } from '../forks/fork-admin.js';
+import { dropFork, listForks, type DropForkResult, type ForkListing } from '../forks/fork-admin.js';
 import { checkLogHolds, createFork, describeFork, parseForkSource, type CreateForkResult, type ForkDescriptor } from '../forks/fork.js';
 import type { Log } from '../log/types.js';
 import { pruneSnapshots, type PruneResult } from '../snapshots/prune.js';
@@ -60,7 +60,7 @@ export class ForkOperations {
     return listForks(this.c.store);
   }
 
-  async drop(name: string): Promise<Awaited<ReturnType<typeof dropFork>>> {
+  async drop(name: string): Promise<DropForkResult> {
     const result = await dropFork(this.c.store, name);
     // The local copy of a dropped fork's state is a cache of nothing: remove it too.
     await rm(join(this.c.stateDir, name), { recursive: true, force: true });

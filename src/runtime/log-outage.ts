@@ -1,10 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { backoffDelay, type BackoffPolicy } from '../core/backoff.js';
-import { CairnError, toCairnError } from '../core/errors.js';
+import { CairnError, isCairnError, toCairnError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 
 /** Retries while the log is unreachable: full jitter, up to 200 ms doubling to at most 5 s. */
 const LOG_OUTAGE_BACKOFF: BackoffPolicy = { baseDelayMs: 200, maxDelayMs: 5000 };
+/** Opens retried, this far apart, while a single-process log is briefly held elsewhere (about 5 s). */
+const LOG_BUSY_RETRIES = 20;
+const LOG_BUSY_RETRY_MS = 250;
 
 export interface LogOutageOptions {
   partition: string;
@@ -62,5 +65,30 @@ export class LogOutage {
     logger.warn({ partition, ...(o.lsn !== undefined ? { lsn: o.lsn } : {}), err: e.message, downForMs, retryInMs: Math.round(delay), ...(o.bounded ? { giveUpInMs: unavailableTimeoutMs - downForMs } : {}) }, 'log unavailable; waiting');
     await sleep(delay, undefined, o.signal ? { signal: o.signal } : {}).catch(() => undefined);
     return true;
+  }
+}
+
+/**
+ * `open()` (a processor opening or bootstrapping its state, which reads the log's bounds),
+ * waiting while the log is unreachable: a worker started before its broker waits for it like
+ * any other outage. `lsn` names the applied LSN in the outage's log lines.
+ */
+export async function openWaitingForLog<T>(open: () => Promise<T>, outage: LogOutage, o: { partition: string; signal?: AbortSignal | undefined; bounded: boolean; lsn: () => number }): Promise<T> {
+  const { signal } = o;
+  for (let busy = 0; ; ) {
+    const startedAt = Date.now();
+    try {
+      return await open();
+    } catch (err) {
+      // A coordinator opens a single-process log for a moment to read or trim it; a few
+      // seconds of LOG_BUSY is that, longer is another worker and a real error.
+      if (isCairnError(err, 'LOG_BUSY') && busy++ < LOG_BUSY_RETRIES && !signal?.aborted) {
+        await sleep(LOG_BUSY_RETRY_MS, undefined, signal ? { signal } : {}).catch(() => undefined);
+        continue;
+      }
+      if (await outage.waitOut(err, { signal, bounded: o.bounded, startedAt, lsn: o.lsn() })) continue;
+      if (signal?.aborted) throw new CairnError('ABORTED', `${o.partition}: stopped while waiting for the log`, { cause: err });
+      throw err;
+    }
   }
 }

@@ -37,7 +37,7 @@ export async function serveWorker(o: WorkerServerOptions): Promise<{ url: string
     handle(o, req, res).catch((err: unknown) => send(res, 500, { error: toCairnError(err).toJSON() }));
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new CairnError('BAD_INPUT', `cannot serve on ${host}:${o.port}: ${err.message}`, { cause: err })));
+    server.once('error', (err) => reject(new CairnError('LISTEN_FAILED', `cannot serve on ${host}:${o.port}: ${err.message}`, { cause: err })));
     server.listen(o.port, host, () => resolve());
   });
   const address = server.address();

@@ -6,7 +6,7 @@ import { CairnError, isCairnError, toCairnError, type ErrorCode } from '../core/
 import { newSnapshotId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { validatePartition } from '../core/names.js';
-import type { Capture } from '../state/types.js';
+import { captureOf, type Capture } from '../state/types.js';
 import type { ObjectStore } from '../store/types.js';
 import { layout } from './layout.js';
 import { readLatest } from './pointer.js';
@@ -122,14 +122,14 @@ async function copySnapshot(source: PlacedStore, target: PlacedStore, placed: Pa
   try {
     // Every byte checked against the recorded sha256: nothing unverified reaches another region.
     await downloadVerified(source.repository.store, meta, work, options.concurrency);
-    const capture: Capture = {
+    const capture: Capture = captureOf({
       dir: work,
       lsn: meta.lsn,
       files: meta.files.map((f) => ({ name: f.name, path: join(work, f.name), size: f.size })),
       syncPauseMs: 0,
       tableHashes: new Map(meta.files.map((f) => [`${f.name}:${f.size}`, f.sha256])),
       release: () => rm(work, { recursive: true, force: true }),
-    };
+    });
     const result = await target.repository.checkpoint(capture, {
       partition: placed.partition,
       node: options.node,

@@ -5,7 +5,7 @@ import type { ClassicLevel } from 'classic-level';
 import { CairnError } from '../core/errors.js';
 import { TableVanished, type LinkedTables } from './linked-tables.js';
 import { parseCurrent, type ManifestFollower } from './manifest.js';
-import type { Capture, CapturedFile } from './types.js';
+import { captureOf, type Capture, type CapturedFile } from './types.js';
 
 /**
  * The synchronous phase of a checkpoint (README, Architecture, "Checkpoint"), for a LevelDB
@@ -119,7 +119,7 @@ export async function captureLevelDb(db: ClassicLevel<string, Buffer>, dir: stri
       const { lsn, files, tables } = await attempt(db, dir, staging, options);
       const syncPauseMs = performance.now() - started;
       const releaseTables = options.linked.hold(tables);
-      return {
+      return captureOf({
         dir: staging,
         lsn,
         files,
@@ -129,7 +129,7 @@ export async function captureLevelDb(db: ClassicLevel<string, Buffer>, dir: stri
           await rm(staging, { recursive: true, force: true });
           await releaseTables();
         },
-      };
+      });
     } catch (err) {
       if (err instanceof TableVanished && i < attempts) continue; // a compaction raced us
       await rm(staging, { recursive: true, force: true }).catch(() => undefined);

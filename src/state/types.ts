@@ -15,7 +15,8 @@ export interface CapturedFile {
   size: number;
 }
 
-export interface Capture {
+/** Captured files held for a checkpoint; `await using` (or release()) removes the staging folder. */
+export interface Capture extends AsyncDisposable {
   /** Staging folder holding `files`; removed by release(). */
   dir: string;
   /** The applied LSN the captured files contain (-1 when empty). */
@@ -31,6 +32,11 @@ export interface Capture {
   tableHashes: Map<string, string>;
   /** Deletes the staging folder. */
   release(): Promise<void>;
+}
+
+/** A Capture from its parts: disposing it is releasing it. */
+export function captureOf(parts: Omit<Capture, typeof Symbol.asyncDispose>): Capture {
+  return { ...parts, [Symbol.asyncDispose]: () => parts.release() };
 }
 
 export interface StateEntry {

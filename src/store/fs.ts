@@ -4,6 +4,7 @@ import { copyFile, mkdir, open, rename, rmdir, stat, unlink, utimes } from 'node
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CairnError } from '../core/errors.js';
+import { FS_STORE_DEFAULTS } from '../core/defaults.js';
 import { sha256File } from '../core/checksums.js';
 import { failpoint } from '../core/failpoints.js';
 import { acquireFileLock } from './fs-lock.js';
@@ -24,8 +25,9 @@ import {
   statOrUndefined,
   unlinkQuiet,
 } from './fs-util.js';
-import { checkPutOptions, RESERVED_SEGMENT_PREFIX, throwIfAborted, unquoteEtag, validateFolderPrefix, validateKey, validatePrefix, validateRange } from './keys.js';
-import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult, UploadOptions } from './types.js';
+import { AbstractObjectStore, clampRange } from './base.js';
+import { RESERVED_SEGMENT_PREFIX, throwIfAborted, validateKey } from './keys.js';
+import type { CopyOptions, DownloadOptions, DownloadResult, GetOptions, GetResult, ObjectInfo, PutOptions, PutResult, StoreCapabilities, UploadOptions, UploadResult } from './types.js';
 
 export interface FsObjectStoreOptions {
   /** Absolute (or cwd-relative) root folder; created on first write. */
@@ -45,7 +47,7 @@ const LOCK = `${RESERVED_SEGMENT_PREFIX}lock-`;
  * renames and fsyncs the folder. Readers therefore see the old or the new object, never a
  * torn one, and conditional writes are linearisable between processes on this machine.
  */
-export class FsObjectStore implements ObjectStore {
+export class FsObjectStore extends AbstractObjectStore {
   readonly capabilities: StoreCapabilities = {
     name: 'fs',
     serverSideCopy: true,
@@ -64,10 +66,11 @@ export class FsObjectStore implements ObjectStore {
   private readonly inProcess = new Map<string, Promise<void>>();
 
   constructor(options: FsObjectStoreOptions | string) {
+    super();
     const o = typeof options === 'string' ? { root: options } : options;
     this.root = resolve(o.root);
     this.url = pathToFileURL(this.root).href;
-    this.lockTimeoutMs = o.lockTimeoutMs ?? 60_000;
+    this.lockTimeoutMs = o.lockTimeoutMs ?? FS_STORE_DEFAULTS.lockTimeoutMs;
   }
 
   /** The file that holds `key` (validated). */
@@ -81,9 +84,8 @@ export class FsObjectStore implements ObjectStore {
     return join(dirname(path), `${LOCK}${shortName(path.slice(dirname(path).length + 1))}`);
   }
 
-  async get(key: string, options?: { range?: { start: number; end: number } }): Promise<{ body: Buffer; etag: string }> {
+  protected async _get(key: string, options: GetOptions): Promise<GetResult> {
     const path = this.pathOf(key);
-    if (options?.range) validateRange(options.range);
     return fsOp('get', key, async () => {
       const fh = await open(path, 'r');
       try {
@@ -91,16 +93,7 @@ export class FsObjectStore implements ObjectStore {
         const st = await fh.stat({ bigint: true });
         if (!st.isFile()) throw notFound(key);
         const size = Number(st.size);
-        let start = 0;
-        let end = size;
-        if (options?.range) {
-          start = options.range.start;
-          end = Math.min(options.range.end, size);
-          if (start >= size && options.range.end > start) {
-            throw new CairnError('BAD_INPUT', `range start ${start} is beyond the end of ${key} (${size} bytes)`);
-          }
-          if (end < start) end = start;
-        }
+        const { start, end } = options.range ? clampRange(options.range, size, key) : { start: 0, end: size };
         const body = Buffer.allocUnsafe(end - start);
         let done = 0;
         while (done < body.length) {
@@ -115,7 +108,7 @@ export class FsObjectStore implements ObjectStore {
     });
   }
 
-  async head(key: string): Promise<ObjectInfo> {
+  protected async _head(key: string): Promise<ObjectInfo> {
     const path = this.pathOf(key);
     return fsOp('head', key, async () => {
       const st = await stat(path, { bigint: true });
@@ -124,10 +117,8 @@ export class FsObjectStore implements ObjectStore {
     });
   }
 
-  async put(key: string, body: Buffer | string, options?: PutOptions): Promise<{ etag: string }> {
+  protected async _put(key: string, data: Buffer, options: PutOptions): Promise<PutResult> {
     const path = this.pathOf(key);
-    checkPutOptions(options);
-    const data = typeof body === 'string' ? Buffer.from(body) : body;
     return fsOp('put', key, async () => {
       const tmp = await this.writeTemp(path, async (t) => {
         const fh = await open(t, 'wx');
@@ -143,22 +134,20 @@ export class FsObjectStore implements ObjectStore {
     }, true);
   }
 
-  async uploadFile(key: string, path: string, options?: UploadOptions): Promise<{ etag: string; size: number }> {
+  protected override async _uploadFile(key: string, path: string, options: UploadOptions): Promise<UploadResult> {
     const target = this.pathOf(key);
-    throwIfAborted(options?.signal, `upload ${key}`);
     return fsOp('uploadFile', key, async () => {
       await statLocal(path);
       const tmp = await this.writeTemp(target, (t) => cloneAndSync(path, t));
-      throwIfAborted(options?.signal, `upload ${key}`);
+      throwIfAborted(options.signal, `upload ${key}`);
       const result = await this.commit(key, target, tmp);
-      options?.onBytes?.(result.size);
+      options.onBytes?.(result.size);
       return result;
     }, true);
   }
 
-  async downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
+  protected override async _downloadFile(key: string, path: string, options: DownloadOptions): Promise<DownloadResult> {
     const source = this.pathOf(key);
-    throwIfAborted(options?.signal, `download ${key}`);
     return fsOp('downloadFile', key, async () => {
       const st = await stat(source);
       if (!st.isFile()) throw notFound(key);
@@ -170,24 +159,24 @@ export class FsObjectStore implements ObjectStore {
         throw err;
       });
       const size = (await stat(path)).size;
-      options?.onBytes?.(size);
+      options.onBytes?.(size);
       return { size };
     });
   }
 
-  async copy(from: string, to: string, options?: CopyOptions): Promise<{ etag: string }> {
+  protected override async _copy(from: string, to: string, options: CopyOptions): Promise<PutResult> {
     const source = this.pathOf(from);
     const target = this.pathOf(to);
-    const expect = options?.expect;
+    const expect = options.expect;
     if (from === to) {
-      const { etag } = await this.head(from);
+      const { etag } = await this._head(from);
       if (expect?.sha256 !== undefined) checkSha256(from, (await sha256File(source)).sha256, expect.sha256);
       return { etag };
     }
     return fsOp('copy', from, async () => {
       const st = await statOrUndefined(source);
       if (!st?.isFile()) throw notFound(from);
-      if (expect?.etag !== undefined && etagOf(st) !== unquoteEtag(expect.etag)) {
+      if (expect?.etag !== undefined && etagOf(st) !== expect.etag) {
         throw new CairnError('CORRUPT', `copy ${from}: the object changed since it was recorded (ETag); not copied`, { details: { key: from } });
       }
       const tmp = await this.writeTemp(target, async (t) => {
@@ -203,7 +192,7 @@ export class FsObjectStore implements ObjectStore {
     }, true);
   }
 
-  async delete(keys: string[]): Promise<void> {
+  protected async _delete(keys: string[]): Promise<void> {
     const paths = keys.map((k) => [k, this.pathOf(k)] as const);
     await forEachLimit(paths, 16, async ([key, path]) =>
       fsOp('delete', key, async () => {
@@ -223,14 +212,12 @@ export class FsObjectStore implements ObjectStore {
     );
   }
 
-  async *list(prefix: string): AsyncIterable<ObjectInfo> {
-    validatePrefix(prefix);
+  protected async *_list(prefix: string): AsyncIterable<ObjectInfo> {
     const slash = prefix.lastIndexOf('/');
     yield* this.walk(slash < 0 ? '' : prefix.slice(0, slash + 1), prefix);
   }
 
-  async listFolders(prefix: string): Promise<string[]> {
-    validateFolderPrefix(prefix);
+  protected override async _listFolders(prefix: string): Promise<string[]> {
     const entries = await readEntries(join(this.root, prefix));
     const folders: string[] = [];
     for (const e of entries) {
@@ -239,16 +226,6 @@ export class FsObjectStore implements ObjectStore {
     }
     return folders.sort(compareStrings);
   }
-
-  /**
-   * Files have no tags a lifecycle rule could read: capabilities.tagging is false, and callers
-   * that would retire by tag (sweep.ts) delete instead.
-   */
-  async tag(key: string, _tags: Record<string, string>): Promise<void> {
-    throw new CairnError('STORE_FAILED', `tag ${key}: the filesystem store has no object tags (${this.url})`, { details: { op: 'tag', key } });
-  }
-
-  async close(): Promise<void> {}
 
   /** Depth-first over sorted entries; folders sort as `name/`, which yields key order. */
   private async *walk(relDir: string, prefix: string): AsyncGenerator<ObjectInfo> {
@@ -300,7 +277,7 @@ export class FsObjectStore implements ObjectStore {
         if (cond?.ifNoneMatch === '*' && current) {
           throw new CairnError('CONDITION_FAILED', `put ${key}: object exists (If-None-Match: *)`, { details: { key } });
         }
-        if (cond?.ifMatch !== undefined && (!current || etagOf(current) !== unquoteEtag(cond.ifMatch))) {
+        if (cond?.ifMatch !== undefined && (!current || etagOf(current) !== cond.ifMatch)) {
           throw new CairnError('CONDITION_FAILED', `put ${key}: ETag does not match`, { details: { key, expected: cond.ifMatch } });
         }
         // Between the check and the rename: however long a writer pauses here, the lock it

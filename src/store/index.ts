@@ -9,7 +9,31 @@ import { LazyObjectStore } from './lazy.js';
 import { s3Capabilities, s3OptionsFromConfig, s3Url, type S3ObjectStoreOptions } from './s3-options.js';
 import type { ObjectStore } from './types.js';
 
-export type { ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress } from './types.js';
+/**
+ * `cairn-state/store`: the object store abstraction, its backends and wrappers. A custom
+ * backend extends AbstractObjectStore (validation done, five methods to write); a wrapper
+ * extends WrappedObjectStore and overrides `around` or the methods it changes. The shipped
+ * conformance suite (`cairn-state/testing`) checks either.
+ */
+export type {
+  ByteRange,
+  ClassedWrite,
+  CopyOptions,
+  DownloadOptions,
+  DownloadResult,
+  GetOptions,
+  GetResult,
+  ObjectInfo,
+  ObjectStore,
+  PutOptions,
+  PutResult,
+  StoreCapabilities,
+  TransferProgress,
+  UploadOptions,
+  UploadResult,
+} from './types.js';
+export { AbstractObjectStore, clampRange, sliceRange } from './base.js';
+export { ForwardingObjectStore, WrappedObjectStore, type StoreCall, type StoreOp } from './forwarding.js';
 export { FsObjectStore, type FsObjectStoreOptions } from './fs.js';
 // S3ObjectStore itself is imported from './s3.js' directly: re-exporting it here would load the AWS SDK eagerly.
 export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3-options.js';

@@ -1,6 +1,7 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { isCairnError } from '../core/errors.js';
-import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult, UploadOptions } from './types.js';
+import { WrappedObjectStore, type StoreCall } from './forwarding.js';
+import type { CopyOptions, DownloadOptions, DownloadResult, GetOptions, GetResult, ObjectInfo, ObjectStore, PutOptions, PutResult, UploadOptions, UploadResult } from './types.js';
 
 export interface StoreMetricsSnapshot {
   /** op -> outcome ('ok' or an error code such as 'NOT_FOUND') -> count. */
@@ -50,7 +51,7 @@ export function withMetrics(store: ObjectStore, registry?: Registry): MeteredObj
   return new MeteredStore(store, registry ? promMetrics(registry) : undefined);
 }
 
-class MeteredStore implements MeteredObjectStore {
+class MeteredStore extends WrappedObjectStore implements MeteredObjectStore {
   private readonly requests = new Map<string, Map<string, number>>();
   private readonly retries = new Map<string, number>();
   private readonly attempts = new Map<string, { requests: number; attempts: number }>();
@@ -59,67 +60,62 @@ class MeteredStore implements MeteredObjectStore {
   private copiedBytes = 0;
 
   constructor(
-    private readonly inner: ObjectStore,
+    inner: ObjectStore,
     private readonly prom: PromMetrics | undefined,
-  ) {}
-
-  get capabilities(): StoreCapabilities {
-    return this.inner.capabilities;
-  }
-
-  get url(): string {
-    return this.inner.url;
+  ) {
+    super(inner);
   }
 
   private get backend(): string {
     return this.inner.capabilities.name;
   }
 
-  async get(key: string, options?: { range?: { start: number; end: number } }): Promise<{ body: Buffer; etag: string }> {
-    const res = await this.measure('get', () => this.inner.get(key, options));
+  /** One call, one operation counted by its final outcome, however many attempts it took below. */
+  protected override async around<T>(call: StoreCall, run: (attempt: number) => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      const result = await run(1);
+      this.record(call.op, 'ok', started);
+      return result;
+    } catch (err) {
+      this.record(call.op, outcomeOf(err), started);
+      throw err;
+    }
+  }
+
+  override async get(key: string, options?: GetOptions): Promise<GetResult> {
+    const res = await super.get(key, options);
     this.addDownloaded(res.body.length);
     return res;
   }
 
-  head(key: string): Promise<ObjectInfo> {
-    return this.measure('head', () => this.inner.head(key));
-  }
-
-  async put(key: string, body: Buffer | string, options?: PutOptions): Promise<{ etag: string }> {
-    const res = await this.measure('put', () => this.inner.put(key, body, options));
+  override async put(key: string, body: Buffer | string, options?: PutOptions): Promise<PutResult> {
+    const res = await super.put(key, body, options);
     this.addUploaded(typeof body === 'string' ? Buffer.byteLength(body) : body.length);
     return res;
   }
 
-  async uploadFile(key: string, path: string, options?: UploadOptions): Promise<{ etag: string; size: number }> {
-    const res = await this.measure('uploadFile', () => this.inner.uploadFile(key, path, options));
+  override async uploadFile(key: string, path: string, options?: UploadOptions): Promise<UploadResult> {
+    const res = await super.uploadFile(key, path, options);
     this.addUploaded(res.size);
     return res;
   }
 
-  async downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
-    const res = await this.measure('downloadFile', () => this.inner.downloadFile(key, path, options));
+  override async downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
+    const res = await super.downloadFile(key, path, options);
     this.addDownloaded(res.size);
     return res;
   }
 
-  async copy(from: string, to: string, options?: CopyOptions): Promise<{ etag: string }> {
-    const res = await this.measure('copy', () => this.inner.copy(from, to, options));
+  override async copy(from: string, to: string, options?: CopyOptions): Promise<PutResult> {
+    const res = await super.copy(from, to, options);
     const size = options?.size ?? 0;
     this.copiedBytes += size;
     this.prom?.copied.inc({ backend: this.backend }, size);
     return res;
   }
 
-  delete(keys: string[]): Promise<void> {
-    return this.measure('delete', () => this.inner.delete(keys));
-  }
-
-  tag(key: string, tags: Record<string, string>): Promise<void> {
-    return this.measure('tag', () => this.inner.tag(key, tags));
-  }
-
-  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+  override async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const started = performance.now();
     try {
       yield* this.inner.list(prefix);
@@ -128,14 +124,6 @@ class MeteredStore implements MeteredObjectStore {
       this.record('list', outcomeOf(err), started);
       throw err;
     }
-  }
-
-  listFolders(prefix: string): Promise<string[]> {
-    return this.measure('listFolders', () => this.inner.listFolders(prefix));
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 
   recordRetry(op: string): void {
@@ -160,18 +148,6 @@ class MeteredStore implements MeteredObjectStore {
       downloadedBytes: this.downloadedBytes,
       copiedBytes: this.copiedBytes,
     };
-  }
-
-  private async measure<T>(op: string, fn: () => Promise<T>): Promise<T> {
-    const started = performance.now();
-    try {
-      const result = await fn();
-      this.record(op, 'ok', started);
-      return result;
-    } catch (err) {
-      this.record(op, outcomeOf(err), started);
-      throw err;
-    }
   }
 
   private record(op: string, outcome: string, started: number): void {

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { backoffDelay, type BackoffPolicy } from '../core/backoff.js';
+import { RETRY_DEFAULTS } from '../core/defaults.js';
 import { CairnError, type ErrorCode } from '../core/errors.js';
 import type { TransferProgress } from './types.js';
 
@@ -23,7 +24,7 @@ export interface RetryPolicy extends BackoffPolicy {
 }
 
 /** The backoff between store attempts. Not configurable: the attempt count is the knob. */
-export const STORE_BACKOFF: BackoffPolicy = { baseDelayMs: 200, maxDelayMs: 5_000 };
+export const STORE_BACKOFF: BackoffPolicy = { baseDelayMs: RETRY_DEFAULTS.baseDelayMs, maxDelayMs: RETRY_DEFAULTS.maxDelayMs };
 
 export interface RetryInfo {
   /** The ObjectStore operation the request belongs to ('get', 'uploadFile', ...). */

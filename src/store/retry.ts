@@ -1,7 +1,8 @@
 import { STORE_DEFAULTS } from '../core/config.js';
 import { isCairnError } from '../core/errors.js';
 import { attemptProgress, resolveOwnWrite, RetriedRequest, retryRequest, STORE_BACKOFF, type RetryHooks, type RetryPolicy } from './request-retry.js';
-import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult, UploadOptions } from './types.js';
+import { signalOf, WrappedObjectStore, type StoreCall } from './forwarding.js';
+import type { DownloadOptions, DownloadResult, ObjectInfo, ObjectStore, PutOptions, PutResult, UploadOptions, UploadResult } from './types.js';
 
 export type { AttemptsInfo, RetryHooks, RetryInfo, RetryPolicy } from './request-retry.js';
 
@@ -26,33 +27,24 @@ export function withRetry(store: ObjectStore, options: Partial<RetryOptions> = {
   return new RetryingStore(store, { ...DEFAULT_RETRY, ...options });
 }
 
-class RetryingStore implements ObjectStore {
+class RetryingStore extends WrappedObjectStore {
   constructor(
-    private readonly inner: ObjectStore,
+    inner: ObjectStore,
     private readonly options: RetryOptions,
-  ) {}
-
-  get capabilities(): StoreCapabilities {
-    return this.inner.capabilities;
+  ) {
+    super(inner);
   }
 
-  get url(): string {
-    return this.inner.url;
+  /** Every call is retried as a whole; uploads, downloads, conditional puts and lists add to that below. */
+  protected override around<T>(call: StoreCall, run: (attempt: number) => Promise<T>): Promise<T> {
+    return retryRequest(this.options, this.options, { op: call.op, key: call.from ?? call.key, signal: call.signal }, run);
   }
 
-  get(key: string, options?: { range?: { start: number; end: number } }): Promise<{ body: Buffer; etag: string }> {
-    return this.run('get', key, undefined, () => this.inner.get(key, options));
-  }
-
-  head(key: string): Promise<ObjectInfo> {
-    return this.run('head', key, undefined, () => this.inner.head(key));
-  }
-
-  async put(key: string, body: Buffer | string, options?: PutOptions): Promise<{ etag: string }> {
+  override async put(key: string, body: Buffer | string, options?: PutOptions): Promise<PutResult> {
     const conditional = options?.ifMatch !== undefined || options?.ifNoneMatch !== undefined;
     let attempts = 0;
     try {
-      return await this.run('put', key, undefined, (n) => ((attempts = n), this.inner.put(key, body, options)));
+      return await this.around({ op: 'put', key }, (n) => ((attempts = n), this.inner.put(key, body, options)));
     } catch (err) {
       // An earlier attempt may have landed; see resolveOwnWrite.
       if (conditional && attempts > 1 && isCairnError(err, 'CONDITION_FAILED')) {
@@ -63,31 +55,19 @@ class RetryingStore implements ObjectStore {
     }
   }
 
-  uploadFile(key: string, path: string, options?: UploadOptions): Promise<{ etag: string; size: number }> {
+  /** Progress restarts with each attempt: what a failed attempt reported is taken back. */
+  override uploadFile(key: string, path: string, options?: UploadOptions): Promise<UploadResult> {
     const progress = attemptProgress(options);
-    return this.run('uploadFile', key, options?.signal, () => this.inner.uploadFile(key, path, progress()));
+    return this.around({ op: 'uploadFile', key, ...signalOf(options) }, () => this.inner.uploadFile(key, path, progress()));
   }
 
-  downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
+  override downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
     const progress = attemptProgress(options);
-    return this.run('downloadFile', key, options?.signal, () => this.inner.downloadFile(key, path, progress()));
-  }
-
-  copy(from: string, to: string, options?: CopyOptions): Promise<{ etag: string }> {
-    return this.run('copy', from, undefined, () => this.inner.copy(from, to, options));
-  }
-
-  delete(keys: string[]): Promise<void> {
-    return this.run('delete', keys[0], undefined, () => this.inner.delete(keys));
-  }
-
-  /** Replacing a whole tag set is idempotent, so it is retried like any other request. */
-  tag(key: string, tags: Record<string, string>): Promise<void> {
-    return this.run('tag', key, undefined, () => this.inner.tag(key, tags));
+    return this.around({ op: 'downloadFile', key, ...signalOf(options) }, () => this.inner.downloadFile(key, path, progress()));
   }
 
   /** A retry restarts the listing and skips what was already yielded (lists are in key order). */
-  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+  override async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const request = new RetriedRequest(this.options, this.options, { op: 'list', key: prefix });
     let last: string | undefined;
     for (;;) {
@@ -103,17 +83,5 @@ class RetryingStore implements ObjectStore {
         await request.failed(err);
       }
     }
-  }
-
-  listFolders(prefix: string): Promise<string[]> {
-    return this.run('listFolders', prefix, undefined, () => this.inner.listFolders(prefix));
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-
-  private run<T>(op: string, key: string | undefined, signal: AbortSignal | undefined, fn: (attempt: number) => Promise<T>): Promise<T> {
-    return retryRequest(this.options, this.options, { op, key, signal }, fn);
   }
 }

@@ -3,11 +3,12 @@ import { Agent as HttpsAgent } from 'node:https';
 import { S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { STORE_DEFAULTS } from '../core/config.js';
+import { S3_DEFAULTS } from '../core/defaults.js';
 import type { S3ObjectStoreOptions } from './s3-options.js';
 
 /** The region requests are signed for: the option, else the SDK's usual environment variables. */
 export function regionOf(o: Pick<S3ObjectStoreOptions, 'region'>): string {
-  return o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+  return o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? S3_DEFAULTS.region;
 }
 
 /** Path style is what MinIO and most S3-compatible servers expect behind a custom endpoint. */
@@ -17,7 +18,7 @@ export function usesPathStyle(o: Pick<S3ObjectStoreOptions, 'forcePathStyle' | '
 
 /** Sockets per endpoint, for the SDK's agents and the direct download path alike. */
 export function maxSocketsOf(o: Pick<S3ObjectStoreOptions, 'maxSockets'>): number {
-  return o.maxSockets ?? 64;
+  return o.maxSockets ?? S3_DEFAULTS.maxSockets;
 }
 
 export function buildClient(o: S3ObjectStoreOptions): S3Client {

@@ -1,6 +1,7 @@
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import type { BackoffPolicy } from '../core/backoff.js';
 import type { StoreConfig } from '../core/config.js';
+import { S3_DEFAULTS } from '../core/defaults.js';
 import { CairnError } from '../core/errors.js';
 import type { RetryHooks } from './request-retry.js';
 import type { StoreCapabilities } from './types.js';
@@ -84,7 +85,7 @@ export function s3OptionsFromConfig(config: StoreConfig): S3ObjectStoreOptions {
 
 /** One definition for the eager backend and the lazy wrapper, which must agree before loading. */
 export function s3Capabilities(options: Pick<S3ObjectStoreOptions, 'maxSingleCopyBytes'>): StoreCapabilities {
-  return { name: 's3', serverSideCopy: true, conditionalWrite: true, rangedRead: true, maxSingleCopyBytes: options.maxSingleCopyBytes ?? 5 * 1024 ** 3, copyVerifies: 'etag', storageClasses: true, tagging: true };
+  return { name: 's3', serverSideCopy: true, conditionalWrite: true, rangedRead: true, maxSingleCopyBytes: options.maxSingleCopyBytes ?? S3_DEFAULTS.maxSingleCopyBytes, copyVerifies: 'etag', storageClasses: true, tagging: true };
 }
 
 export function s3Url(options: Pick<S3ObjectStoreOptions, 'bucket' | 'prefix'>): string {

@@ -20,15 +20,17 @@ import {
 } from '@aws-sdk/client-s3';
 import PQueue from 'p-queue';
 import { STORE_DEFAULTS } from '../core/config.js';
+import { S3_DEFAULTS } from '../core/defaults.js';
 import { CairnError, isCairnError } from '../core/errors.js';
-import { checkPutOptions, throwIfAborted, unquoteEtag, validateFolderPrefix, validateKey, validatePrefix, validateRange } from './keys.js';
+import { AbstractObjectStore } from './base.js';
+import { throwIfAborted, unquoteEtag, validateKey } from './keys.js';
 import { mapS3Error, type S3ErrorContext } from './s3-errors.js';
 import { buildClient, maxSocketsOf, regionOf, usesPathStyle } from './s3-client.js';
 import { s3Capabilities, s3Url, type S3ObjectStoreOptions } from './s3-options.js';
 import { progressAcrossAttempts, resolveOwnWrite, retryRequest, STORE_BACKOFF, type RetryHooks, type RetryPolicy } from './request-retry.js';
 import { ByteBudget, localSize, partRanges, readExactly, runAllOrAbort, writeAt, type Range } from './transfer.js';
 import { DirectGetter, type DirectGetResult, type DirectGetSink } from './s3-direct-get.js';
-import type { ClassedWrite, CopyOptions, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, DownloadOptions, DownloadResult, UploadOptions } from './types.js';
+import type { ClassedWrite, CopyOptions, DownloadOptions, DownloadResult, GetOptions, GetResult, ObjectInfo, PutOptions, PutResult, StoreCapabilities, TransferProgress, UploadOptions, UploadResult } from './types.js';
 
 export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3-client.js';
 
@@ -54,7 +56,7 @@ const UPLOAD_BODY = { requestTimeout: 0 } as const;
  * connect and response timeouts (s3-client.ts), so a request against a server that never
  * answers ends after about maxAttempts × requestTimeoutMs plus a few seconds of backoff.
  */
-export class S3ObjectStore implements ObjectStore {
+export class S3ObjectStore extends AbstractObjectStore {
   readonly capabilities: StoreCapabilities;
   readonly url: string;
   readonly bucket: string;
@@ -73,6 +75,7 @@ export class S3ObjectStore implements ObjectStore {
   private readonly direct: DirectGetter | undefined;
 
   constructor(options: S3ObjectStoreOptions) {
+    super();
     this.bucket = options.bucket;
     this.prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
     if (this.prefix) validateKey(this.prefix);
@@ -80,18 +83,18 @@ export class S3ObjectStore implements ObjectStore {
     this.storageClass = options.storageClass as StorageClass | undefined;
     this.threshold = options.multipartThresholdBytes ?? STORE_DEFAULTS.multipartThresholdBytes;
     this.partSize = Math.max(5 * MiB, options.partSizeBytes ?? STORE_DEFAULTS.partSizeBytes);
-    this.downloadPartSize = Math.max(MiB, options.downloadPartSizeBytes ?? 16 * MiB);
-    this.copyPartSize = Math.max(5 * MiB, options.copyPartSizeBytes ?? 512 * MiB);
+    this.downloadPartSize = Math.max(MiB, options.downloadPartSizeBytes ?? S3_DEFAULTS.downloadPartSizeBytes);
+    this.copyPartSize = Math.max(5 * MiB, options.copyPartSizeBytes ?? S3_DEFAULTS.copyPartSizeBytes);
     this.capabilities = s3Capabilities(options);
     this.policy = { attempts: options.maxAttempts ?? STORE_DEFAULTS.maxAttempts, ...(options.backoff ?? STORE_BACKOFF) };
     this.hooks = options.hooks ?? {};
-    this.queue = new PQueue({ concurrency: options.concurrency ?? 32 });
-    this.uploadBudget = new ByteBudget(options.uploadBufferBytes ?? 512 * MiB);
+    this.queue = new PQueue({ concurrency: options.concurrency ?? S3_DEFAULTS.concurrency });
+    this.uploadBudget = new ByteBudget(options.uploadBufferBytes ?? S3_DEFAULTS.uploadBufferBytes);
     this.ownsClient = !options.client;
     this.client = options.client ?? buildClient(options);
     // A client handed in may carry middleware the caller relies on; only our own gets the direct path.
     this.direct =
-      options.client || options.directDownloads === false
+      options.client || !(options.directDownloads ?? S3_DEFAULTS.directDownloads)
         ? undefined
         : new DirectGetter({
             client: this.client,
@@ -102,17 +105,16 @@ export class S3ObjectStore implements ObjectStore {
             maxSockets: maxSocketsOf(options),
             connectTimeoutMs: options.connectTimeoutMs ?? STORE_DEFAULTS.connectTimeoutMs,
             requestTimeoutMs: options.requestTimeoutMs ?? STORE_DEFAULTS.requestTimeoutMs,
-            bufferBytes: options.downloadBufferBytes ?? 128 * MiB,
+            bufferBytes: options.downloadBufferBytes ?? S3_DEFAULTS.downloadBufferBytes,
           });
   }
 
-  async get(key: string, options?: { range?: { start: number; end: number } }): Promise<{ body: Buffer; etag: string }> {
+  protected async _get(key: string, options: GetOptions): Promise<GetResult> {
     const Key = this.fullKey(key);
-    const range = options?.range;
+    const range = options.range;
     if (range) {
-      validateRange(range);
       // HTTP cannot say "zero bytes"; answer from HEAD so the ETag still comes back.
-      if (range.start === range.end) return { body: Buffer.alloc(0), etag: (await this.head(key)).etag };
+      if (range.start === range.end) return { body: Buffer.alloc(0), etag: (await this._head(key)).etag };
     }
     const ctx = { op: 'get', key };
     return this.call(ctx, async () => {
@@ -124,7 +126,7 @@ export class S3ObjectStore implements ObjectStore {
     });
   }
 
-  async head(key: string): Promise<ObjectInfo> {
+  protected async _head(key: string): Promise<ObjectInfo> {
     const Key = this.fullKey(key);
     return this.call({ op: 'head', key }, async () => {
       const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
@@ -133,11 +135,9 @@ export class S3ObjectStore implements ObjectStore {
     });
   }
 
-  async put(key: string, body: Buffer | string, options?: PutOptions): Promise<{ etag: string }> {
+  protected async _put(key: string, data: Buffer, options: PutOptions): Promise<PutResult> {
     const Key = this.fullKey(key);
-    checkPutOptions(options);
-    const data = typeof body === 'string' ? Buffer.from(body) : body;
-    const conditional = options?.ifMatch !== undefined || options?.ifNoneMatch !== undefined;
+    const conditional = options.ifMatch !== undefined || options.ifNoneMatch !== undefined;
     let attempts = 0;
     const sent = this.call({ op: 'put', key, conditional }, async (n) => {
       attempts = n;
@@ -147,10 +147,10 @@ export class S3ObjectStore implements ObjectStore {
           Key,
           Body: data,
           ContentLength: data.length,
-          ...(options?.contentType ? { ContentType: options.contentType } : {}),
-          ...(options?.ifMatch !== undefined ? { IfMatch: quote(options.ifMatch) } : {}),
-          ...(options?.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
-          ...this.classParam(options?.storageClass),
+          ...(options.contentType ? { ContentType: options.contentType } : {}),
+          ...(options.ifMatch !== undefined ? { IfMatch: quote(options.ifMatch) } : {}),
+          ...(options.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+          ...this.classParam(options.storageClass),
         }),
       );
       return { etag: unquoteEtag(res.ETag) };
@@ -161,17 +161,16 @@ export class S3ObjectStore implements ObjectStore {
     } catch (err) {
       // An earlier attempt may have landed and made this one lose; see resolveOwnWrite.
       if (attempts > 1 && isCairnError(err, 'CONDITION_FAILED')) {
-        const mine = await resolveOwnWrite(() => this.get(key), data);
+        const mine = await resolveOwnWrite(() => this._get(key, {}), data);
         if (mine) return mine;
       }
       throw err;
     }
   }
 
-  async uploadFile(key: string, path: string, options?: UploadOptions): Promise<{ etag: string; size: number }> {
+  protected override async _uploadFile(key: string, path: string, options: UploadOptions): Promise<UploadResult> {
     const Key = this.fullKey(key);
-    const signal = options?.signal;
-    throwIfAborted(signal, `upload ${key}`);
+    const signal = options.signal;
     const size = await localSize(path);
     const fh = await open(path, 'r').catch((err: unknown) => {
       throw new CairnError('STORE_FAILED', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
@@ -184,13 +183,13 @@ export class S3ObjectStore implements ObjectStore {
           const body = await readExactly(fh, { start: 0, end: size }, path);
           return this.call({ op: 'uploadFile', key, ...(signal ? { signal } : {}) }, async () => {
             const res = await this.client.send(
-              withPayloadHash(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: size, ...this.classParam(options?.storageClass) }), options?.sha256),
+              withPayloadHash(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: size, ...this.classParam(options.storageClass) }), options.sha256),
               { ...UPLOAD_BODY, ...(signal ? { abortSignal: signal } : {}) },
             );
             return unquoteEtag(res.ETag);
           });
         });
-        options?.onBytes?.(size);
+        options.onBytes?.(size);
         return { etag, size };
       }
       const etag = await this.multipartUpload(key, Key, fh, path, size, options);
@@ -200,9 +199,8 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
+  protected override async _downloadFile(key: string, path: string, options: DownloadOptions): Promise<DownloadResult> {
     const Key = this.fullKey(key);
-    throwIfAborted(options?.signal, `download ${key}`);
     const fh = await open(path, 'w').catch((err: unknown) => {
       throw new CairnError(
         (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'STORE_FAILED',
@@ -217,18 +215,18 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async copy(from: string, to: string, options?: CopyOptions): Promise<{ etag: string }> {
+  protected override async _copy(from: string, to: string, options: CopyOptions): Promise<PutResult> {
     const source = this.fullKey(from);
     const target = this.fullKey(to);
-    const ifMatch = options?.expect?.etag;
+    const ifMatch = options.expect?.etag;
     // S3 refuses to copy an object onto itself unchanged; the result would be the same anyway.
     // A new storage class is a change: that copy rewrites the object in its new class.
-    if (from === to && options?.storageClass === undefined) {
-      const { etag } = await this.head(from);
-      if (ifMatch !== undefined && etag !== unquoteEtag(ifMatch)) throw sourceChanged(from, ifMatch, etag);
+    if (from === to && options.storageClass === undefined) {
+      const { etag } = await this._head(from);
+      if (ifMatch !== undefined && etag !== ifMatch) throw sourceChanged(from, ifMatch, etag);
       return { etag };
     }
-    const size = options?.size ?? (await this.head(from)).size;
+    const size = options.size ?? (await this._head(from)).size;
     const CopySource = `${this.bucket}/${encodeKey(source)}`;
     // The store itself refuses to copy a source whose ETag is no longer the recorded one.
     const CopySourceIfMatch = ifMatch === undefined ? undefined : quote(ifMatch);
@@ -241,12 +239,12 @@ export class S3ObjectStore implements ObjectStore {
         // REPLACE with no Tagging: the target starts untagged. The default (COPY) would carry a
         // retired source's cairn-retired tag into a live snapshot, which the bucket's lifecycle
         // would then expire (sweep.ts). A multipart copy below starts a fresh, untagged upload.
-        this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: target, CopySource, CopySourceIfMatch, TaggingDirective: 'REPLACE', ...this.classParam(options?.storageClass) })),
+        this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: target, CopySource, CopySourceIfMatch, TaggingDirective: 'REPLACE', ...this.classParam(options.storageClass) })),
       ).catch(refused);
       return { etag: unquoteEtag(res.CopyObjectResult?.ETag) };
     }
     const partSize = Math.max(this.copyPartSize, Math.ceil(size / 10_000));
-    const etag = await this.multipart('copy', to, target, partRanges(size, partSize), options?.storageClass === undefined ? undefined : { storageClass: options.storageClass }, async (UploadId, PartNumber, range, signal) => {
+    const etag = await this.multipart('copy', to, target, partRanges(size, partSize), options.storageClass === undefined ? undefined : { storageClass: options.storageClass }, async (UploadId, PartNumber, range, signal) => {
       const res = await this.client.send(
         new UploadPartCopyCommand({
           Bucket: this.bucket,
@@ -264,7 +262,7 @@ export class S3ObjectStore implements ObjectStore {
     return { etag };
   }
 
-  async delete(keys: string[]): Promise<void> {
+  protected async _delete(keys: string[]): Promise<void> {
     const full = keys.map((k) => this.fullKey(k));
     for (let i = 0; i < full.length; i += 1000) {
       const chunk = full.slice(i, i + 1000);
@@ -284,15 +282,14 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async tag(key: string, tags: Record<string, string>): Promise<void> {
+  protected override async _tag(key: string, tags: Record<string, string>): Promise<void> {
     const Key = this.fullKey(key);
     const TagSet = Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
     // PutObjectTagging replaces the whole set, so a retry after a lost response is harmless.
     await this.call({ op: 'tag', key }, () => this.client.send(new PutObjectTaggingCommand({ Bucket: this.bucket, Key, Tagging: { TagSet } })));
   }
 
-  async *list(prefix: string): AsyncIterable<ObjectInfo> {
-    validatePrefix(prefix);
+  protected async *_list(prefix: string): AsyncIterable<ObjectInfo> {
     let ContinuationToken: string | undefined;
     do {
       const res = await this.call({ op: 'list', key: prefix }, () =>
@@ -306,8 +303,7 @@ export class S3ObjectStore implements ObjectStore {
     } while (ContinuationToken);
   }
 
-  async listFolders(prefix: string): Promise<string[]> {
-    validateFolderPrefix(prefix);
+  protected override async _listFolders(prefix: string): Promise<string[]> {
     const Prefix = this.fullPrefix(prefix);
     const folders: string[] = [];
     let ContinuationToken: string | undefined;
@@ -323,7 +319,7 @@ export class S3ObjectStore implements ObjectStore {
     return folders.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
 
-  async close(): Promise<void> {
+  protected override async _close(): Promise<void> {
     this.queue.clear();
     this.direct?.close();
     if (this.ownsClient) this.client.destroy();
@@ -476,8 +472,8 @@ export class S3ObjectStore implements ObjectStore {
     return storageClass ? { StorageClass: storageClass } : {};
   }
 
+  /** `key` was validated by the public method (AbstractObjectStore). */
   private fullKey(key: string): string {
-    validateKey(key);
     return this.prefix ? `${this.prefix}/${key}` : key;
   }
 

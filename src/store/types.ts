@@ -45,6 +45,30 @@ export interface ClassedWrite {
   storageClass?: string;
 }
 
+/** A byte range: `start` inclusive, `end` exclusive (clamped to the object's size). */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface GetOptions {
+  range?: ByteRange;
+}
+
+export interface GetResult {
+  body: Buffer;
+  etag: string;
+}
+
+/** What a write that creates an object returns: its new ETag. */
+export interface PutResult {
+  etag: string;
+}
+
+export interface UploadResult extends PutResult {
+  size: number;
+}
+
 export interface PutOptions extends ClassedWrite {
   /** Write only if the current object's ETag equals this (optimistic concurrency). */
   ifMatch?: string;
@@ -99,13 +123,13 @@ export interface ObjectStore {
   readonly url: string;
 
   /** Whole object (or `range`, inclusive start, exclusive end) into memory. */
-  get(key: string, options?: { range?: { start: number; end: number } }): Promise<{ body: Buffer; etag: string }>;
+  get(key: string, options?: GetOptions): Promise<GetResult>;
   /** Metadata only; NOT_FOUND when absent. */
   head(key: string): Promise<ObjectInfo>;
   /** Small objects from memory, with optional preconditions; returns the new ETag. */
-  put(key: string, body: Buffer | string, options?: PutOptions): Promise<{ etag: string }>;
+  put(key: string, body: Buffer | string, options?: PutOptions): Promise<PutResult>;
   /** A local file to the store, streamed; large files in parallel parts. */
-  uploadFile(key: string, path: string, options?: UploadOptions): Promise<{ etag: string; size: number }>;
+  uploadFile(key: string, path: string, options?: UploadOptions): Promise<UploadResult>;
   /** An object to a local file, streamed (the file is created or truncated). */
   downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult>;
   /**
@@ -113,7 +137,7 @@ export interface ObjectStore {
    * The target starts without tags: a retired object copied into a live snapshot must not
    * carry the tag that lets the bucket's lifecycle expire it.
    */
-  copy(from: string, to: string, options?: CopyOptions): Promise<{ etag: string }>;
+  copy(from: string, to: string, options?: CopyOptions): Promise<PutResult>;
   /** Deletes; absent keys are not an error. */
   delete(keys: string[]): Promise<void>;
   /**

@@ -114,10 +114,16 @@ describe('a port nobody listens on', () => {
     const w = watch(spawnCli(['run', ...mode, '--processor', PROCESSOR], { cwd }));
     try {
       await w.waitForLine(/log unavailable; waiting/, 30_000);
-      // Well past unavailableTimeoutMs (3 s) and at least two failed calls: still waiting.
-      await new Promise((r) => setTimeout(r, 9000));
+      const firstWait = Date.now();
+      // Well past unavailableTimeoutMs (3 s: twice that since it first waited) and at least two
+      // failed calls: still waiting. Polled for, not slept: each refused call takes kafkajs's
+      // retries (about 5 s), longer on a loaded machine.
+      const waits = () => w.stderr().split('\n').filter((l) => l.includes('log unavailable; waiting')).length;
+      const deadline = firstWait + 60_000;
+      while (w.isRunning() && (waits() < 2 || Date.now() - firstWait < 6_000) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       expect(w.isRunning(), w.stderr()).toBe(true);
-      expect(w.stderr().split('\n').filter((l) => l.includes('log unavailable; waiting')).length).toBeGreaterThanOrEqual(2);
+      expect(waits()).toBeGreaterThanOrEqual(2);
+      expect(Date.now() - firstWait).toBeGreaterThanOrEqual(6_000);
       w.child.kill('SIGTERM');
       expect(await w.exited).toMatchObject({ code: 0 });
     } finally {

@@ -9,7 +9,7 @@ import type { AppendRecord } from '../../src/log/types.js';
 import { PartitionState } from '../../src/state/partition-state.js';
 import { bankModel, parseDump, toJsonl } from '../helpers/bank-model.js';
 import { REPO_ROOT, jsonOf, runCli, startCliWorker, tempDir, type BackgroundCli } from '../helpers/cli.js';
-import { caughtError } from '../helpers/snapshot-fixtures.js';
+import { expectCode } from '../helpers/fixtures.js';
 
 /**
  * `cairn restore --to DIR` replaces DIR only when that cannot surprise anyone: a missing or
@@ -140,8 +140,7 @@ describe('a processor does not open a state folder another process is restoring 
       const start = processStartTime(other.pid!);
       const work = join(root, 'state', `.p0.restore-${other.pid}-${start ?? 0}-0badc0de`);
       await mkdir(work);
-      const err = await caughtError(() => PartitionState.open(dir, { create: false, partition: 'p0' }));
-      expect(err.code).toBe('STATE_UNAVAILABLE');
+      const err = await expectCode(() => PartitionState.open(dir, { create: false, partition: 'p0' }), 'STATE_UNAVAILABLE');
       expect(err.message).toMatch(new RegExp(`pid ${other.pid}`));
       other.kill('SIGKILL');
       await new Promise((r) => other.once('exit', r));

@@ -157,7 +157,8 @@ describe('coordinator API', () => {
     const refused = await runCli(['coordinator', '--host', '0.0.0.0', '--port', '0'], { cwd, env: { CAIRN_COORDINATOR_TOKEN: '' } });
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/CAIRN_COORDINATOR_TOKEN.*\[BAD_INPUT\]/);
-    const badFlag = await runCli(['coordinator', '--trim-interval', '5 minutes'], { cwd });
+    // Durations are what the config file takes ("5 minutes" is one); this is none.
+    const badFlag = await runCli(['coordinator', '--trim-interval', '5 fortnights'], { cwd });
     expect(badFlag.code).toBe(2);
   });
 });

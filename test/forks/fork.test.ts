@@ -14,6 +14,7 @@ import { BACKENDS } from '../helpers/backends.js';
 import { bankModel } from '../helpers/bank-model.js';
 import { tempDir } from '../helpers/cli.js';
 import { CountingStore } from '../helpers/counting-store.js';
+import { expectCode } from '../helpers/fixtures.js';
 import { readState } from '../helpers/runtime-harness.js';
 
 /**
@@ -235,18 +236,17 @@ describe.each(BACKENDS)('forks on $name', (backend) => {
     const p0 = cairn.processor('p0', bank);
     await p0.run({ stopAtEnd: true, checkpointOnExit: true });
     await p0.close();
-    const code = async (p: Promise<unknown>) => ((await p.then(() => undefined, (e: unknown) => e)) as { code?: string })?.code;
-    expect(await code(cairn.forks.create('p0', '../x'))).toBe('BAD_INPUT');
-    expect(await code(cairn.forks.create('p0@lsn:-1', 'x'))).toBe('BAD_INPUT');
-    expect(await code(cairn.forks.create('p0@NOTAULID', 'x'))).toBe('BAD_INPUT');
-    expect(await code(cairn.forks.create('p0@01ARZ3NDEKTSV4RRFFQ69G5FAV', 'x'))).toBe('NOT_FOUND');
-    expect(await code(cairn.forks.create('nope', 'x'))).toBe('NO_SNAPSHOT');
-    expect(await code(cairn.forks.create('p0', 'p0'))).toBe('BAD_INPUT');
+    await expectCode(cairn.forks.create('p0', '../x'), 'BAD_INPUT');
+    await expectCode(cairn.forks.create('p0@lsn:-1', 'x'), 'BAD_INPUT');
+    await expectCode(cairn.forks.create('p0@NOTAULID', 'x'), 'BAD_INPUT');
+    await expectCode(cairn.forks.create('p0@01ARZ3NDEKTSV4RRFFQ69G5FAV', 'x'), 'NOT_FOUND');
+    await expectCode(cairn.forks.create('nope', 'x'), 'NO_SNAPSHOT');
+    await expectCode(cairn.forks.create('p0', 'p0'), 'BAD_INPUT');
     await cairn.forks.create('p0', 'x');
-    expect(await code(cairn.forks.create('p0', 'x'))).toBe('BAD_INPUT');
-    expect(await code(cairn.forks.drop('p0'))).toBe('BAD_INPUT');
-    expect(await code(cairn.forks.drop('never'))).toBe('NOT_FOUND');
-    expect(await code(cairn.forks.diff('p0@bad', 'x'))).toBe('BAD_INPUT');
-    expect(await code(cairn.forks.prune('p0', 0))).toBe('BAD_INPUT');
+    await expectCode(cairn.forks.create('p0', 'x'), 'BAD_INPUT');
+    await expectCode(cairn.forks.drop('p0'), 'BAD_INPUT');
+    await expectCode(cairn.forks.drop('never'), 'NOT_FOUND');
+    await expectCode(cairn.forks.diff('p0@bad', 'x'), 'BAD_INPUT');
+    await expectCode(cairn.forks.prune('p0', 0), 'BAD_INPUT');
   });
 });

@@ -1,26 +1,21 @@
-import type { CopyOptions, ObjectInfo, ObjectStore, PutOptions, TransferProgress, UploadOptions } from '../../src/store/types.js';
+import { WrappedObjectStore, type StoreCall } from '../../src/store/forwarding.js';
+import type { ObjectInfo, ObjectStore } from '../../src/store/types.js';
 
 /**
  * Counts every request made through an ObjectStore (list counts once per call, however many
  * objects it yields), optionally delaying the transfers that make a checkpoint slow. A thin
  * wrapper over a real store, not a stand-in for one.
  */
-export class CountingStore implements ObjectStore {
+export class CountingStore extends WrappedObjectStore {
   readonly counts: Record<string, number> = {};
   /** Every request in call order: `op key`. */
   readonly requests: string[] = [];
 
   constructor(
-    readonly inner: ObjectStore,
+    inner: ObjectStore,
     private readonly options: { transferDelayMs?: number } = {},
-  ) {}
-
-  get capabilities() {
-    return this.inner.capabilities;
-  }
-
-  get url(): string {
-    return this.inner.url;
+  ) {
+    super(inner);
   }
 
   get total(): number {
@@ -41,59 +36,15 @@ export class CountingStore implements ObjectStore {
     if (this.options.transferDelayMs) await new Promise((r) => setTimeout(r, this.options.transferDelayMs));
   }
 
-  get(key: string, options?: { range?: { start: number; end: number } }) {
-    this.note('get', key);
-    return this.inner.get(key, options);
+  /** Counted when the call is made; transfers wait out the configured delay first. */
+  protected override async around<T>(call: StoreCall, run: (attempt: number) => Promise<T>): Promise<T> {
+    this.note(call.op, call.key);
+    if (call.op === 'uploadFile' || call.op === 'copy') await this.slow();
+    return run(1);
   }
 
-  head(key: string) {
-    this.note('head', key);
-    return this.inner.head(key);
-  }
-
-  put(key: string, body: Buffer | string, options?: PutOptions) {
-    this.note('put', key);
-    return this.inner.put(key, body, options);
-  }
-
-  async uploadFile(key: string, path: string, options?: UploadOptions) {
-    this.note('uploadFile', key);
-    await this.slow();
-    return this.inner.uploadFile(key, path, options);
-  }
-
-  downloadFile(key: string, path: string, options?: TransferProgress) {
-    this.note('downloadFile', key);
-    return this.inner.downloadFile(key, path, options);
-  }
-
-  async copy(from: string, to: string, options?: CopyOptions) {
-    this.note('copy', to);
-    await this.slow();
-    return this.inner.copy(from, to, options);
-  }
-
-  delete(keys: string[]) {
-    this.note('delete', keys[0] ?? '');
-    return this.inner.delete(keys);
-  }
-
-  tag(key: string, tags: Record<string, string>) {
-    this.note('tag', key);
-    return this.inner.tag(key, tags);
-  }
-
-  list(prefix: string): AsyncIterable<ObjectInfo> {
+  override list(prefix: string): AsyncIterable<ObjectInfo> {
     this.note('list', prefix);
     return this.inner.list(prefix);
-  }
-
-  listFolders(prefix: string) {
-    this.note('listFolders', prefix);
-    return this.inner.listFolders(prefix);
-  }
-
-  close() {
-    return this.inner.close();
   }
 }

@@ -1,7 +1,8 @@
 import { open, stat, utimes } from 'node:fs/promises';
 import { CairnError, type ErrorCode } from '../../src/core/errors.js';
 import { sha256File } from '../../src/core/checksums.js';
-import type { CopyOptions, DownloadOptions, DownloadResult, ObjectInfo, ObjectStore, PutOptions, StoreCapabilities, TransferProgress, UploadOptions } from '../../src/store/types.js';
+import { WrappedObjectStore, type StoreCall, type StoreOp } from '../../src/store/forwarding.js';
+import type { DownloadOptions, DownloadResult, GetOptions, GetResult, ObjectInfo, ObjectStore } from '../../src/store/types.js';
 
 /**
  * A fault injector over a real ObjectStore (never a stand-in for one): selected calls fail
@@ -11,7 +12,7 @@ import type { CopyOptions, DownloadOptions, DownloadResult, ObjectInfo, ObjectSt
  *
  * Rules are checked in the order added; the first rule that matches a call decides it.
  */
-export type StoreOp = 'get' | 'head' | 'put' | 'uploadFile' | 'downloadFile' | 'copy' | 'delete' | 'tag' | 'list' | 'listFolders';
+export type { StoreOp } from '../../src/store/forwarding.js';
 
 export type FaultMode =
   /** Throw before touching the store. */
@@ -115,20 +116,14 @@ export async function flipByteInFile(path: string, options: { at?: number; mask?
   if (options.keepTimes) await utimes(path, before.atime, before.mtime);
 }
 
-export class FaultyStore implements ObjectStore {
+export class FaultyStore extends WrappedObjectStore {
   private readonly rules: ActiveRule[] = [];
   private readonly gates: ActiveGate[] = [];
   /** Every call, in order of completion, with how it ended. */
   readonly calls: CallRecord[] = [];
 
-  constructor(readonly inner: ObjectStore) {}
-
-  get capabilities(): StoreCapabilities {
-    return this.inner.capabilities;
-  }
-
-  get url(): string {
-    return this.inner.url;
+  constructor(inner: ObjectStore) {
+    super(inner);
   }
 
   /** Adds a fault rule; returns a handle that counts hits and removes the rule. */
@@ -171,23 +166,16 @@ export class FaultyStore implements ObjectStore {
     this.rules.splice(0);
   }
 
-  get(key: string, options?: { range?: { start: number; end: number } }): Promise<{ body: Buffer; etag: string }> {
+  /** Every call meets the gates and rules; get and downloadFile can also deliver damaged bytes. */
+  protected override around<T>(call: StoreCall, run: (attempt: number) => Promise<T>): Promise<T> {
+    return this.call(call.op, call.key, () => run(1));
+  }
+
+  override get(key: string, options?: GetOptions): Promise<GetResult> {
     return this.call('get', key, () => this.inner.get(key, options), async (r) => ({ ...r, body: flip(r.body) }));
   }
 
-  head(key: string): Promise<ObjectInfo> {
-    return this.call('head', key, () => this.inner.head(key));
-  }
-
-  put(key: string, body: Buffer | string, options?: PutOptions): Promise<{ etag: string }> {
-    return this.call('put', key, () => this.inner.put(key, body, options));
-  }
-
-  uploadFile(key: string, path: string, options?: UploadOptions): Promise<{ etag: string; size: number }> {
-    return this.call('uploadFile', key, () => this.inner.uploadFile(key, path, options));
-  }
-
-  downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
+  override downloadFile(key: string, path: string, options?: DownloadOptions): Promise<DownloadResult> {
     return this.call('downloadFile', key, () => this.inner.downloadFile(key, path, options), async (r) => {
       await corruptFile(path);
       // Damage in transit: a hash computed while the bytes arrive would have seen it too.
@@ -197,19 +185,7 @@ export class FaultyStore implements ObjectStore {
     });
   }
 
-  copy(from: string, to: string, options?: CopyOptions): Promise<{ etag: string }> {
-    return this.call('copy', to, () => this.inner.copy(from, to, options));
-  }
-
-  delete(keys: string[]): Promise<void> {
-    return this.call('delete', keys[0] ?? '', () => this.inner.delete(keys));
-  }
-
-  tag(key: string, tags: Record<string, string>): Promise<void> {
-    return this.call('tag', key, () => this.inner.tag(key, tags));
-  }
-
-  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+  override async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const rule = this.match('list', prefix);
     await this.pass('list', prefix);
     if (rule && rule.mode !== 'corrupt') {
@@ -217,14 +193,6 @@ export class FaultyStore implements ObjectStore {
       throw injectedError('list', prefix, rule.code);
     }
     yield* this.inner.list(prefix);
-  }
-
-  listFolders(prefix: string): Promise<string[]> {
-    return this.call('listFolders', prefix, () => this.inner.listFolders(prefix));
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 
   private match(op: StoreOp, key: string): ActiveRule | undefined {

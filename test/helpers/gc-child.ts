@@ -9,6 +9,7 @@
  * between any two objects, wherever the operation is. Without being killed it prints one
  * JSON line `{"done": {"deleted": N}}`.
  */
+import { armFailpoints } from '../../src/core/failpoints.js';
 import { collectGarbage } from '../../src/snapshots/sweep.js';
 import { pruneSnapshots } from '../../src/snapshots/prune.js';
 import { FsObjectStore } from '../../src/store/fs.js';
@@ -42,6 +43,8 @@ function killing(inner: ObjectStore, killAt: number | undefined, counter: { dele
 }
 
 async function main(): Promise<void> {
+  // A child is its own entry point: it arms what the test put in its environment.
+  armFailpoints(process.env.CAIRN_FAILPOINTS);
   const job = JSON.parse(process.argv[2] ?? '{}') as GcChildJob;
   const counter = { deleted: 0 };
   const store = killing(new FsObjectStore({ root: job.root }), job.killAt, counter);

@@ -15,12 +15,13 @@
  *   publish     moves latest.json to one entry with publishPointer (no snapshot folder needed);
  *               with CAIRN_FAILPOINTS it can be paused inside the store's conditional write.
  */
+import { armFailpoints } from '../../src/core/failpoints.js';
 import { createInterface } from 'node:readline';
 import { CairnError } from '../../src/core/errors.js';
 import { publishPointer } from '../../src/snapshots/pointer-update.js';
 import { SnapshotRepository } from '../../src/snapshots/repository.js';
 import type { RetainedEntry } from '../../src/snapshots/schemas.js';
-import type { Capture, CapturedFile } from '../../src/state/types.js';
+import { captureOf, type Capture, type CapturedFile } from '../../src/state/types.js';
 import { FsObjectStore } from '../../src/store/fs.js';
 import type { ObjectStore } from '../../src/store/types.js';
 
@@ -78,7 +79,7 @@ async function checkpoints(store: ObjectStore, job: Extract<ChildJob, { kind: 'c
   const repo = new SnapshotRepository(store, { retain: job.retain, concurrency: 4 });
   const results = [];
   for (const c of job.captures) {
-    const capture: Capture = { dir: c.dir, lsn: c.lsn, files: c.files, syncPauseMs: 0, tableHashes: new Map(), release: async () => undefined };
+    const capture: Capture = captureOf({ dir: c.dir, lsn: c.lsn, files: c.files, syncPauseMs: 0, tableHashes: new Map(), release: async () => undefined });
     const r = await repo.checkpoint(capture, { partition: job.partition, node: job.node, source: `embedded:${job.partition}` });
     results.push({ lsn: c.lsn, status: r.status, snapshotId: r.metadata.snapshotId, ...(r.status === 'superseded' ? { currentLsn: r.currentLsn } : {}) });
   }
@@ -86,6 +87,8 @@ async function checkpoints(store: ObjectStore, job: Extract<ChildJob, { kind: 'c
 }
 
 async function main(): Promise<void> {
+  // A child is its own entry point: it arms what the test put in its environment.
+  armFailpoints(process.env.CAIRN_FAILPOINTS);
   const job = JSON.parse(process.argv[2] ?? '{}') as ChildJob;
   const store = new FsObjectStore({ root: job.root });
   const lines = createInterface({ input: process.stdin });

@@ -1,5 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { normaliseConfig, type StoreConfig } from '../../src/core/config.js';
 import { CairnError } from '../../src/core/errors.js';
@@ -9,18 +8,14 @@ import { PartitionState } from '../../src/state/partition-state.js';
 import type { Capture, StateWrite } from '../../src/state/types.js';
 import { createStore, type CreateStoreOptions } from '../../src/store/index.js';
 import type { ObjectStore } from '../../src/store/types.js';
+import { makeTempDir as tempDir, removeDir } from './fixtures.js';
 
 /** Shared plumbing of the snapshot suites: temp folders, stores, states and their contents. */
 
 export const SMALL_MEMTABLE = 64 * 1024; // LevelDB's minimum write buffer: many small tables
 
-export async function tempDir(label: string): Promise<string> {
-  return mkdtemp(join(tmpdir(), `cairn-${label}-`));
-}
-
-export async function removeDir(dir: string | undefined): Promise<void> {
-  if (dir) await rm(dir, { recursive: true, force: true });
-}
+/** Temp folders outside a test (the shared helpers of fixtures.ts): `tempDir(label)` makes, removeDir removes. */
+export { tempDir, removeDir };
 
 /** A normalised store config, exactly as a config file would produce it. */
 export function storeConfigFor(raw: Record<string, unknown>, baseDir: string): StoreConfig {
@@ -93,17 +88,6 @@ export async function hasObject(store: ObjectStore, key: string): Promise<boolea
     if (err instanceof CairnError && err.code === 'NOT_FOUND') return false;
     throw err;
   }
-}
-
-/** Runs `fn` and returns the CairnError it threw (fails when it does not throw one). */
-export async function caughtError(fn: () => Promise<unknown>): Promise<CairnError> {
-  try {
-    await fn();
-  } catch (err) {
-    if (err instanceof CairnError) return err;
-    throw new Error(`expected a CairnError, got ${String(err)}`, { cause: err });
-  }
-  throw new Error('expected a CairnError, but the call succeeded');
 }
 
 /** Names in `dir` that a restore left behind beside its target (temp or old folders). */

@@ -1,26 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { ClassicLevel } from 'classic-level';
 import { EmbeddedLog } from '../../src/log/embedded.js';
 import { createLog } from '../../src/log/index.js';
-import { runLogConformance } from './conformance.js';
+import { it, makeTempDir, removeDir } from '../helpers/fixtures.js';
+import { runLogConformance } from '../../src/testing/log-conformance.js';
 
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'cairn-log-'));
-  dirs.push(dir);
-  return dir;
-}
-afterEach(async () => {
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
 
 runLogConformance('embedded', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'cairn-log-conf-'));
+  const dir = await makeTempDir('log-conf');
   const log = new EmbeddedLog({ dir });
   return {
     log,
@@ -28,7 +18,7 @@ runLogConformance('embedded', async () => {
     otherPartition: 'p1',
     cleanup: async () => {
       await log.close();
-      await rm(dir, { recursive: true, force: true });
+      await removeDir(dir);
     },
   };
 });
@@ -51,8 +41,7 @@ async function holdInChild(location: string): Promise<ChildProcess> {
 }
 
 describe('EmbeddedLog', () => {
-  it('assigns dense LSNs from 0 and persists start and end across reopen', async () => {
-    const dir = await tempDir();
+  it('assigns dense LSNs from 0 and persists start and end across reopen', async ({ tmp: dir }) => {
     const log = new EmbeddedLog({ dir });
     expect(await log.append('p0', [{ key: 'a', value: 1 }, { key: 'b', value: 2 }])).toEqual({ first: 0, last: 1 });
     expect(await log.append('p0', [{ key: 'c', value: 3 }])).toEqual({ first: 2, last: 2 });
@@ -76,8 +65,8 @@ describe('EmbeddedLog', () => {
     await third.close();
   });
 
-  it('appends all or nothing', async () => {
-    const log = new EmbeddedLog({ dir: await tempDir() });
+  it('appends all or nothing', async ({ tmp }) => {
+    const log = new EmbeddedLog({ dir: tmp });
     await log.append('p0', [{ key: 'a', value: 1 }]);
     const bad = [{ key: 'b', value: 2 }, { key: 'c', value: 10n }];
     await expect(log.append('p0', bad)).rejects.toMatchObject({ code: 'BAD_INPUT' });
@@ -87,8 +76,8 @@ describe('EmbeddedLog', () => {
     await log.close();
   });
 
-  it('keeps LSNs dense under concurrent appends', async () => {
-    const log = new EmbeddedLog({ dir: await tempDir() });
+  it('keeps LSNs dense under concurrent appends', async ({ tmp }) => {
+    const log = new EmbeddedLog({ dir: tmp });
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => log.append('p0', [{ key: `a${i}`, value: i }, { key: `b${i}`, value: i }])));
     const lsns = results.flatMap((r) => [r.first, r.last]).sort((a, b) => a - b);
     expect(lsns).toEqual(Array.from({ length: 40 }, (_, i) => i));
@@ -97,16 +86,16 @@ describe('EmbeddedLog', () => {
     await log.close();
   });
 
-  it('reads an empty array for an empty append and rejects bad read options', async () => {
-    const log = new EmbeddedLog({ dir: await tempDir() });
+  it('reads an empty array for an empty append and rejects bad read options', async ({ tmp }) => {
+    const log = new EmbeddedLog({ dir: tmp });
     expect(await log.append('p0', [])).toEqual({ first: 0, last: -1 });
     await expect(log.read('p0', -1, { maxRecords: 1 })).rejects.toMatchObject({ code: 'BAD_INPUT' });
     await expect(log.read('p0', 0, { maxRecords: 0 })).rejects.toMatchObject({ code: 'BAD_INPUT' });
     await log.close();
   });
 
-  it('wakes a waiting reader when the log closes', async () => {
-    const log = new EmbeddedLog({ dir: await tempDir() });
+  it('wakes a waiting reader when the log closes', async ({ tmp }) => {
+    const log = new EmbeddedLog({ dir: tmp });
     await log.info('p0');
     const started = Date.now();
     const pending = log.read('p0', 0, { maxRecords: 10, waitMs: 30_000 });
@@ -115,8 +104,7 @@ describe('EmbeddedLog', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
-  it('fails with LOG_BUSY when another process holds the partition, and recovers after', async () => {
-    const dir = await tempDir();
+  it('fails with LOG_BUSY when another process holds the partition, and recovers after', async ({ tmp: dir }) => {
     const child = await holdInChild(join(dir, 'p0'));
     const log = new EmbeddedLog({ dir });
     try {
@@ -132,8 +120,7 @@ describe('EmbeddedLog', () => {
     await log.close();
   });
 
-  it('gives LOG_BUSY to a second EmbeddedLog in the same process too', async () => {
-    const dir = await tempDir();
+  it('gives LOG_BUSY to a second EmbeddedLog in the same process too', async ({ tmp: dir }) => {
     const a = new EmbeddedLog({ dir });
     const b = new EmbeddedLog({ dir });
     await a.append('p0', [{ key: 'a', value: 1 }]);
@@ -142,8 +129,7 @@ describe('EmbeddedLog', () => {
     await b.close();
   });
 
-  it('info and trim of a partition never appended to answer empty and create nothing', async () => {
-    const root = await tempDir();
+  it('info and trim of a partition never appended to answer empty and create nothing', async ({ tmp: root }) => {
     const dir = join(root, 'log');
     const log = new EmbeddedLog({ dir });
     expect(await log.info('nope')).toEqual({ start: 0, end: 0 });
@@ -156,8 +142,7 @@ describe('EmbeddedLog', () => {
     await log.close();
   });
 
-  it('removes trimmed records from disk', async () => {
-    const dir = await tempDir();
+  it('removes trimmed records from disk', async ({ tmp: dir }) => {
     const log = new EmbeddedLog({ dir });
     await log.append('p0', Array.from({ length: 100 }, (_, i) => ({ key: `k${i}`, value: 'x'.repeat(100) })));
     await log.trim('p0', 60);
@@ -170,8 +155,7 @@ describe('EmbeddedLog', () => {
     expect(keys[0]).toBe('r' + '60'.padStart(16, '0'));
   });
 
-  it('reads records written in the earlier JSON format beside new ones, and never passes off a damaged one', async () => {
-    const dir = await tempDir();
+  it('reads records written in the earlier JSON format beside new ones, and never passes off a damaged one', async ({ tmp: dir }) => {
     // Written as the first releases did: {k, v, t} JSON text, with the start marker as text.
     const db = new ClassicLevel<string, string>(join(dir, 'p0'));
     await db.put('r' + '0'.padStart(16, '0'), '{"k":"acct-1","v":{"type":"deposit","amount":5},"t":1700000000000}');
@@ -195,8 +179,7 @@ describe('EmbeddedLog', () => {
     await reopened.close();
   });
 
-  it('createLog builds the embedded log', async () => {
-    const dir = await tempDir();
+  it('createLog builds the embedded log', async ({ tmp: dir }) => {
     const log = createLog({ type: 'embedded', dir, unavailableTimeoutMs: 60_000 });
     expect(log.capabilities.name).toBe('embedded');
     await log.close();

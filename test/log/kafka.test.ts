@@ -8,7 +8,7 @@ import { createLog } from '../../src/log/index.js';
 import { KafkaLog, type KafkaLogOptions } from '../../src/log/kafka.js';
 import type { Log, LogRecord } from '../../src/log/types.js';
 import { createTestTopic, kafkaBrokers, type TestTopic } from '../helpers/kafka.js';
-import { runLogConformance } from './conformance.js';
+import { runLogConformance } from '../../src/testing/log-conformance.js';
 
 /**
  * The Kafka log against a real broker: the shared conformance suite, then what only Kafka

@@ -1,26 +1,19 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { CommitPipeline } from '../../src/runtime/commit-pipeline.js';
 import { PartitionState } from '../../src/state/partition-state.js';
 import { DELETE, type StateWrite } from '../../src/state/types.js';
+import { it } from '../helpers/fixtures.js';
 
-const dirs: string[] = [];
-async function openState(): Promise<PartitionState> {
-  const dir = await mkdtemp(join(tmpdir(), 'cairn-pipeline-'));
-  dirs.push(dir);
+function openState(dir: string): Promise<PartitionState> {
   return PartitionState.open(join(dir, 'p0'), { partition: 'p0' });
 }
-afterEach(async () => {
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
 
 const w = (entries: Array<[string, StateWrite]>) => new Map(entries);
 
 describe('CommitPipeline', () => {
-  it('reads see the batch being committed before the state has it, as copies', async () => {
-    const state = await openState();
+  it('reads see the batch being committed before the state has it, as copies', async ({ tmp }) => {
+    const state = await openState(tmp);
     await state.commit(w([['a', { n: 1 }], ['gone', 1]]), 0);
     const pipeline = new CommitPipeline();
     const committed: number[] = [];
@@ -41,8 +34,8 @@ describe('CommitPipeline', () => {
     await state.close();
   });
 
-  it('commits in LSN order, one at a time: the next submit waits for the one in flight', async () => {
-    const state = await openState();
+  it('commits in LSN order, one at a time: the next submit waits for the one in flight', async ({ tmp }) => {
+    const state = await openState(tmp);
     const pipeline = new CommitPipeline();
     const order: number[] = [];
     for (let lsn = 0; lsn < 20; lsn++) await pipeline.submit(state, w([['k', lsn]]), lsn, () => order.push(lsn));
@@ -52,8 +45,8 @@ describe('CommitPipeline', () => {
     await state.close();
   });
 
-  it('a failed commit surfaces at the next submit, which commits nothing, and only once', async () => {
-    const state = await openState();
+  it('a failed commit surfaces at the next submit, which commits nothing, and only once', async ({ tmp }) => {
+    const state = await openState(tmp);
     const pipeline = new CommitPipeline();
     await state.commit(w([['k', 1]]), 5);
     // LSN going backwards is refused by the state: the commit fails in flight.
@@ -66,8 +59,8 @@ describe('CommitPipeline', () => {
     await state.close();
   });
 
-  it('settle rethrows a failed commit', async () => {
-    const state = await openState();
+  it('settle rethrows a failed commit', async ({ tmp }) => {
+    const state = await openState(tmp);
     const pipeline = new CommitPipeline();
     await state.commit(w([['k', 1]]), 5);
     await pipeline.submit(state, w([['k', 2]]), 3, () => undefined);

@@ -8,7 +8,7 @@ import { Cairn } from '../../src/runtime/cairn.js';
 import type { Processor } from '../../src/runtime/processor-module.js';
 import { tempDir } from '../helpers/cli.js';
 import { embeddedConfig } from '../helpers/runtime-harness.js';
-import { caughtError } from '../helpers/snapshot-fixtures.js';
+import { expectCode } from '../helpers/fixtures.js';
 
 /**
  * A full local disk is DISK_FULL (retryable: freeing space fixes it), never INTERNAL, whether
@@ -51,8 +51,7 @@ describe('a full local disk', () => {
     try {
       await log.append(P, Array.from({ length: 600 }, (_, i) => ({ key: `r${i}`, value: i })));
       const processor = cairn.processor(P, hoarder);
-      const err = await caughtError(() => processor.run({ stopAtEnd: true }));
-      expect(err.code).toBe('DISK_FULL');
+      const err = await expectCode(() => processor.run({ stopAtEnd: true }), 'DISK_FULL');
       expect(err.retryable).toBe(true);
       await processor.close().catch(() => undefined);
     } finally {
@@ -71,8 +70,7 @@ describe('a full local disk', () => {
       await processor.close();
       rmSync(join(small, P), { recursive: true, force: true });
       const target = join(small, 'restored');
-      const err = await caughtError(() => cairn.snapshots.restore({ partition: P, targetDir: target }));
-      expect(err.code).toBe('DISK_FULL');
+      await expectCode(() => cairn.snapshots.restore({ partition: P, targetDir: target }), 'DISK_FULL');
       expect(execFileSync('ls', ['-A', small]).toString().trim()).toBe('');
     } finally {
       await cairn.close();

@@ -3,6 +3,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bankEvents } from '../../src/cli/demo-events.js';
+import type { ErrorCode } from '../../src/core/errors.js';
 import { EmbeddedLog } from '../../src/log/embedded.js';
 import type { AppendRecord } from '../../src/log/types.js';
 import { Cairn } from '../../src/runtime/cairn.js';
@@ -15,7 +16,7 @@ import { bankModel } from '../helpers/bank-model.js';
 import { flipByteInFile } from '../helpers/faulty-store.js';
 import { tempDir } from '../helpers/cli.js';
 import { embeddedConfig, readState, releasedAfterEach } from '../helpers/runtime-harness.js';
-import { caughtError } from '../helpers/snapshot-fixtures.js';
+import { expectCode } from '../helpers/fixtures.js';
 
 /**
  * Local state that LevelDB would silently repair, or whose tables no longer pass their block
@@ -78,7 +79,8 @@ async function changeOneDigit(tables: string[]): Promise<string> {
   throw new Error('no literal balance found in any data block');
 }
 
-const openError = (dir: string) => caughtError(async () => (await PartitionState.open(dir, { create: false })).close());
+/** Opening `dir` fails with `code`; returns the error. */
+const openError = (dir: string, code: ErrorCode) => expectCode(async () => (await PartitionState.open(dir, { create: false })).close(), code);
 
 describe('damaged local state is detected and rebuilt, never published', () => {
   it('a bit flip in the write-ahead log: refused at open, bootstrapped from the snapshot, the log replayed', async () => {
@@ -93,8 +95,7 @@ describe('damaged local state is detected and rebuilt, never published', () => {
     const [wal] = files(w.stateDir, /^\d+\.log$/).sort((a, b) => statSync(b).size - statSync(a).size);
     expect(statSync(wal!).size).toBeGreaterThan(3 * 32 * 1024);
     await flipByte(wal!, 1000);
-    const err = await openError(w.stateDir);
-    expect(err.code).toBe('CORRUPT');
+    const err = await openError(w.stateDir, 'CORRUPT');
     expect(isLocalCorruption(err)).toBe(true);
 
     const summary = await w.run({ checkpointOnExit: true });
@@ -150,8 +151,7 @@ describe('damaged local state is detected and rebuilt, never published', () => {
     await w.run({ untilLsn: 999, checkpointOnExit: true });
     const [table] = files(w.stateDir, /^\d+\.ldb$/);
     truncateSync(table!, Math.floor(statSync(table!).size / 2));
-    const err = await openError(w.stateDir);
-    expect(err.code).toBe('CORRUPT');
+    await openError(w.stateDir, 'CORRUPT');
     const summary = await w.run({});
     expect(summary.start.source).toBe('bootstrap');
     const state = await readState(w.stateDir);

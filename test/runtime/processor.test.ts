@@ -313,9 +313,12 @@ describe('snapshots', () => {
     };
     const p = cairn.processor('p0', bank, { everyRecords: 100 });
 
-    // 99 records: below the threshold, no snapshot however long the worker idles.
+    // 99 records: below the threshold, no snapshot however long the worker idles (once all
+    // are applied, which is waited for, not assumed to take less than the idle time).
     const idle = new AbortController();
     const idleRun = p.run({ signal: idle.signal });
+    for (const deadline = Date.now() + 20_000; p.appliedLsn < 98 && Date.now() < deadline; ) await sleep(5);
+    expect(p.appliedLsn).toBe(98);
     await sleep(700);
     idle.abort();
     expect((await idleRun).snapshots).toEqual([]);

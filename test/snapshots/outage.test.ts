@@ -15,8 +15,8 @@ import { PartitionState } from '../../src/state/partition-state.js';
 import { createBackend, withRetry } from '../../src/store/index.js';
 import type { ObjectStore } from '../../src/store/types.js';
 import { FaultyStore } from '../helpers/faulty-store.js';
+import { expectCode } from '../helpers/fixtures.js';
 import {
-  caughtError,
   dumpState,
   folders,
   fsStore,
@@ -114,8 +114,7 @@ describe('(a) a checkpoint whose writes fail midway', () => {
       const before = await pointerBytes();
       faulty.calls.length = 0;
       const fault = faulty.inject(f.rule);
-      const err = await caughtError(() => checkpointNow());
-      expect(err.code).toBe('STORE_UNAVAILABLE');
+      const err = await expectCode(() => checkpointNow(), 'STORE_UNAVAILABLE');
       expect(err.retryable).toBe(true);
       expect(fault.hits).toBeGreaterThan(0);
       expect(await pointerBytes()).toEqual(before);
@@ -147,8 +146,7 @@ describe('(a) a checkpoint whose writes fail midway', () => {
     // The outage begins once one file has reached the store and lasts until healed, so
     // even the clean-up fails and the partial folder stays behind.
     const outage = faulty.outage(() => faulty.calls.some((c) => (c.op === 'uploadFile' || c.op === 'copy') && c.outcome === 'ok'));
-    const err = await caughtError(() => checkpointNow());
-    expect(err.code).toBe('STORE_UNAVAILABLE');
+    await expectCode(() => checkpointNow(), 'STORE_UNAVAILABLE');
     expect(outage.hits).toBeGreaterThan(0);
     faulty.heal();
     expect(await pointerBytes()).toEqual(before);
@@ -177,8 +175,7 @@ describe('(b) the latest.json PUT lands, then the caller hears a failure (ambigu
     await twoSnapshots();
     await commitAt(30);
     faulty.inject({ op: 'put', key: 'p0/latest.json', mode: 'fail-after', times: 1 });
-    const err = await caughtError(() => checkpointNow());
-    expect(err.code).toBe('STORE_UNAVAILABLE');
+    await expectCode(() => checkpointNow(), 'STORE_UNAVAILABLE');
 
     const pointer = (await readLatest(base, P))!.pointer;
     expect(pointer.lsn).toBe(30);
@@ -204,8 +201,7 @@ describe('(b) the latest.json PUT lands, then the caller hears a failure (ambigu
     faulty.inject({ op: 'put', key: 'p0/latest.json', mode: 'fail-after', times: 1 });
     // The re-read that decides whether the folder is garbage cannot reach the store either.
     faulty.inject({ op: 'get', key: 'p0/latest.json', skip: 1, mode: 'fail' });
-    const err = await caughtError(() => checkpointNow());
-    expect(err.code).toBe('STORE_UNAVAILABLE');
+    await expectCode(() => checkpointNow(), 'STORE_UNAVAILABLE');
     faulty.heal();
     expect((await readLatest(base, P))!.pointer.lsn).toBe(30);
     await expectRestoresTo(30);
@@ -515,8 +511,7 @@ describe('(d) restore with damaged snapshots', () => {
     await existing.commit(new Map([['mine', 1]]), 5);
     await existing.close();
     const fallbacks: string[] = [];
-    const err = await caughtError(() => repo.restore({ partition: P, targetDir: target, onFallback: (s) => fallbacks.push(s.path) }));
-    expect(err.code).toBe('NO_SNAPSHOT');
+    const err = await expectCode(() => repo.restore({ partition: P, targetDir: target, onFallback: (s) => fallbacks.push(s.path) }), 'NO_SNAPSHOT');
     const skipped = (err.details?.skipped ?? []) as Array<{ path: string; code: string }>;
     expect(skipped.map((s) => [s.path, s.code])).toEqual(paths.map((p) => [p, 'CORRUPT']));
     expect(fallbacks).toEqual(paths);
@@ -530,8 +525,7 @@ describe('(d) restore with damaged snapshots', () => {
     const latestId = latest!.slice(P.length + 1).split('_')[0]!;
     const target = join(dir, 'explicit', P);
     const fallbacks: string[] = [];
-    const err = await caughtError(() => repo.restore({ partition: P, targetDir: target, snapshotId: latestId, onFallback: (s) => fallbacks.push(s.path) }));
-    expect(err.code).toBe('NO_SNAPSHOT');
+    const err = await expectCode(() => repo.restore({ partition: P, targetDir: target, snapshotId: latestId, onFallback: (s) => fallbacks.push(s.path) }), 'NO_SNAPSHOT');
     expect(((err.details?.skipped ?? []) as Array<{ code: string }>).map((s) => s.code)).toEqual(['CORRUPT']);
     expect(fallbacks).toEqual([latest]);
     expect(existsSync(target)).toBe(false);
@@ -548,8 +542,7 @@ describe('(d) restore with damaged snapshots', () => {
     faulty.inject({ op: 'downloadFile', mode: 'fail', skip: 1 });
     const fallbacks: string[] = [];
     const target = join(dir, 'target', P);
-    const err = await caughtError(() => repo.restore({ partition: P, targetDir: target, onFallback: (s) => fallbacks.push(s.path) }));
-    expect(err.code).toBe('STORE_UNAVAILABLE');
+    await expectCode(() => repo.restore({ partition: P, targetDir: target, onFallback: (s) => fallbacks.push(s.path) }), 'STORE_UNAVAILABLE');
     expect(fallbacks).toEqual([]);
     expect(existsSync(target)).toBe(false);
     expect(await restoreLeftovers(join(dir, 'target'))).toEqual([]);
@@ -558,11 +551,11 @@ describe('(d) restore with damaged snapshots', () => {
   it('a corrupt latest.json fails the restore with CORRUPT (there is no list of candidates to fall back on)', async () => {
     await threeSnapshots();
     await base.put(layout.latest(P), '{"format":1');
-    expect((await caughtError(() => repo.restore({ partition: P, targetDir: join(dir, 't', P) }))).code).toBe('CORRUPT');
+    await expectCode(() => repo.restore({ partition: P, targetDir: join(dir, 't', P) }), 'CORRUPT');
   });
 
   it('no snapshot at all: NO_SNAPSHOT', async () => {
-    expect((await caughtError(() => repo.restore({ partition: P, targetDir: join(dir, 't', P) }))).code).toBe('NO_SNAPSHOT');
+    await expectCode(() => repo.restore({ partition: P, targetDir: join(dir, 't', P) }), 'NO_SNAPSHOT');
   });
 
   it('a checkpoint after the latest metadata.json was damaged still publishes, uploading every file', async () => {

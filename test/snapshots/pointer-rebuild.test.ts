@@ -10,8 +10,8 @@ import { listSnapshots, type CheckpointResult, type SnapshotRepository } from '.
 import { latestSchema, pinSchema, type SnapshotMetadata } from '../../src/snapshots/schemas.js';
 import type { ObjectStore } from '../../src/store/types.js';
 import { flipByteInFile } from '../helpers/faulty-store.js';
+import { expectCode } from '../helpers/fixtures.js';
 import {
-  caughtError,
   dumpState,
   folders,
   fsStore,
@@ -111,9 +111,9 @@ describe('a garbage latest.json', () => {
     await expectRestoresTo(20, s20!.snapshotId);
     await expectRestoresTo(30, s30!.snapshotId);
     await expectRestoresTo(10, s10!.snapshotId);
-    expect((await caughtError(() => repo.restore({ partition: P, targetDir: join(dir, 'restored', 'latest', P) }))).code).toBe('CORRUPT');
+    await expectCode(() => repo.restore({ partition: P, targetDir: join(dir, 'restored', 'latest', P) }), 'CORRUPT');
     // A snapshot that does not exist is still NOT_FOUND, not CORRUPT.
-    expect((await caughtError(() => repo.restore({ partition: P, targetDir: join(dir, 'restored', 'x', P), snapshotId: '01ARZ3NDEKTSV4RRFFQ69G5FAV' }))).code).toBe('NOT_FOUND');
+    await expectCode(() => repo.restore({ partition: P, targetDir: join(dir, 'restored', 'x', P), snapshotId: '01ARZ3NDEKTSV4RRFFQ69G5FAV' }), 'NOT_FOUND');
   });
 
   it('lists every folder as complete and reports the pointer unreadable', async () => {
@@ -140,8 +140,8 @@ describe('a garbage latest.json', () => {
     await snapshotsAt(10, 20, 30);
     await garbagePointer();
     const before = await storeListing();
-    expect((await caughtError(() => pruneSnapshots(store, P, 1))).code).toBe('CORRUPT');
-    expect((await caughtError(() => pruneSnapshots(store, P, 1, { dryRun: true }))).code).toBe('CORRUPT');
+    await expectCode(() => pruneSnapshots(store, P, 1), 'CORRUPT');
+    await expectCode(() => pruneSnapshots(store, P, 1, { dryRun: true }), 'CORRUPT');
     expect(await storeListing()).toEqual(before);
   });
 
@@ -150,7 +150,7 @@ describe('a garbage latest.json', () => {
     const garbage = await garbagePointer();
     const foldersBefore = await folders(store, P);
     await commitAt(30);
-    expect((await caughtError(() => checkpointNow())).code).toBe('CORRUPT');
+    await expectCode(() => checkpointNow(), 'CORRUPT');
     expect(await rawPointer()).toEqual(garbage);
     expect((await folders(store, P)).sort()).toEqual(foldersBefore.sort());
   });
@@ -231,8 +231,8 @@ describe('a garbage latest.json', () => {
     const garbage = await garbagePointer();
     await corruptTable(s10!);
     const before = await storeListing();
-    expect((await caughtError(() => repo.rebuildPointer(P, { apply: true }))).code).toBe('NO_SNAPSHOT');
-    expect((await caughtError(() => repo.rebuildPointer(P))).code).toBe('NO_SNAPSHOT');
+    await expectCode(() => repo.rebuildPointer(P, { apply: true }), 'NO_SNAPSHOT');
+    await expectCode(() => repo.rebuildPointer(P), 'NO_SNAPSHOT');
     expect(await rawPointer()).toEqual(garbage);
     expect(await storeListing()).toEqual(before);
   });
@@ -291,8 +291,7 @@ describe('rebuild with a readable pointer', () => {
     await corruptTable(s30!);
     const before = await storeListing();
     for (const apply of [false, true]) {
-      const err = await caughtError(() => repo.rebuildPointer(P, { apply }));
-      expect(err.code).toBe('CONDITION_FAILED');
+      const err = await expectCode(() => repo.rebuildPointer(P, { apply }), 'CONDITION_FAILED');
       expect(err.exitCode).toBe(1);
       expect(err.details).toMatchObject({ refused: 'backwards', currentLsn: 30, newestVerifiedLsn: 20 });
     }
@@ -343,13 +342,13 @@ describe('rebuild with a readable pointer', () => {
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
       },
     });
-    expect((await caughtError(() => rebuildPointer(racing, P, { retain: 3, concurrency: 4, apply: true }))).code).toBe('CONDITION_FAILED');
+    await expectCode(() => rebuildPointer(racing, P, { retain: 3, concurrency: 4, apply: true }), 'CONDITION_FAILED');
     expect((await rawPointer())!.toString()).toBe(fixed);
   });
 
   it('rejects a bad retain or partition with BAD_INPUT before reading anything', async () => {
-    expect((await caughtError(() => rebuildPointer(store, P, { retain: 0, concurrency: 4 }))).code).toBe('BAD_INPUT');
-    expect((await caughtError(() => rebuildPointer(store, 'Bad/Name', { retain: 1, concurrency: 4 }))).code).toBe('BAD_INPUT');
-    expect((await caughtError(() => repo.rebuildPointer('..'))).code).toBe('BAD_INPUT');
+    await expectCode(() => rebuildPointer(store, P, { retain: 0, concurrency: 4 }), 'BAD_INPUT');
+    await expectCode(() => rebuildPointer(store, 'Bad/Name', { retain: 1, concurrency: 4 }), 'BAD_INPUT');
+    await expectCode(() => repo.rebuildPointer('..'), 'BAD_INPUT');
   });
 });

@@ -4,7 +4,8 @@ import { readLatest } from '../../src/snapshots/pointer.js';
 import { publishPointer } from '../../src/snapshots/pointer-update.js';
 import { SnapshotRepository } from '../../src/snapshots/repository.js';
 import type { ObjectStore, PutOptions } from '../../src/store/types.js';
-import { caughtError, fsStore, removeDir, repository, stateRig, tempDir, type StateRig } from '../helpers/snapshot-fixtures.js';
+import { expectCode } from '../helpers/fixtures.js';
+import { fsStore, removeDir, repository, stateRig, tempDir, type StateRig } from '../helpers/snapshot-fixtures.js';
 
 /**
  * latest.json changes through one primitive (updatePointer): contention is reported as
@@ -71,8 +72,7 @@ describe('updatePointer', () => {
     const entry = (lsn: number) => ({ snapshotId: `01JAAAAAAAAAAAAAAAAAAAA${String(lsn).padStart(3, '0')}`, lsn, path: `${P}/x_${lsn}`, createdAt: new Date().toISOString() });
     await publishPointer(store, P, entry(100), { retain: 3 });
     const contended = meddling(store);
-    const err = await caughtError(() => publishPointer(contended, P, entry(200), { retain: 3 }));
-    expect(err.code).toBe('CONFLICT');
+    const err = await expectCode(() => publishPointer(contended, P, entry(200), { retain: 3 }), 'CONFLICT');
     expect(err.retryable).toBe(false);
     expect(err.details?.attempts).toBe(contended.conditionalPuts);
     expect(contended.conditionalPuts).toBeGreaterThan(1);

@@ -11,9 +11,9 @@ import { snapshotFolderName } from '../../src/core/ids.js';
 import { PartitionState } from '../../src/state/partition-state.js';
 import { DELETE, type StateWrite } from '../../src/state/types.js';
 import type { ObjectStore } from '../../src/store/types.js';
+import { expectCode } from '../helpers/fixtures.js';
 import {
   SMALL_MEMTABLE,
-  caughtError,
   dumpState,
   entriesOf,
   folders,
@@ -191,7 +191,7 @@ class CheckpointCommand implements fc.AsyncCommand<Model, Real> {
     let result;
     try {
       if (m.lsn < 0) {
-        expect((await caughtError(() => r.repo.checkpoint(capture, { partition: P, node: 'n1', source: `embedded:${P}` }))).code).toBe('BAD_INPUT');
+        await expectCode(() => r.repo.checkpoint(capture, { partition: P, node: 'n1', source: `embedded:${P}` }), 'BAD_INPUT');
         expect(await r.repo.latest(P)).toBeUndefined();
         return;
       }
@@ -292,14 +292,14 @@ class RestoreCommand implements fc.AsyncCommand<Model, Real> {
     let targetDir = join(r.root, 'restore', `slot${this.slot}`, P);
     if (targetDir === r.state.dir) targetDir = join(r.root, 'restore', `live${r.seq++}`, P);
     if (m.lastPublishedLsn < 0) {
-      expect((await caughtError(() => r.repo.restore({ partition: P, targetDir }))).code).toBe('NO_SNAPSHOT');
+      await expectCode(() => r.repo.restore({ partition: P, targetDir }), 'NO_SNAPSHOT');
       return;
     }
     let snapshotId: string | undefined;
     if (this.target.kind === 'retained') snapshotId = m.retained[this.target.index % m.retained.length]!.snapshotId;
     if (this.target.kind === 'evicted' && m.evicted.length > 0) {
       const gone = m.evicted[this.target.index % m.evicted.length]!;
-      expect((await caughtError(() => r.repo.restore({ partition: P, targetDir, snapshotId: gone.snapshotId }))).code).toBe('NOT_FOUND');
+      await expectCode(() => r.repo.restore({ partition: P, targetDir, snapshotId: gone.snapshotId }), 'NOT_FOUND');
       expect(await restoreLeftovers(dirname(targetDir))).toEqual([]);
       return;
     }

@@ -10,7 +10,8 @@ import { SnapshotRepository } from '../../src/snapshots/repository.js';
 import { PartitionState } from '../../src/state/partition-state.js';
 import { DELETE, type StateWrite } from '../../src/state/types.js';
 import type { ObjectStore } from '../../src/store/types.js';
-import { SMALL_MEMTABLE, caughtError, dumpState, entriesOf, fsStore, normalise, removeDir, sortedEntries, tempDir } from '../helpers/snapshot-fixtures.js';
+import { expectCode } from '../helpers/fixtures.js';
+import { SMALL_MEMTABLE, dumpState, entriesOf, fsStore, normalise, removeDir, sortedEntries, tempDir } from '../helpers/snapshot-fixtures.js';
 import { listAll, missingFiles, rawMetadata, rawPins, rawPointer, readableRoots, unreferencedObjects } from '../helpers/snapshot-references.js';
 
 /**
@@ -316,7 +317,7 @@ class ForkDropCommand implements fc.AsyncCommand<Model, Real> {
     const pinned = (await rawPins(r.store, fork.name)).length > 0;
     expect(pinned).toBe(pinned && [...m.parts.values()].some((p) => p.parent === fork.name));
     if (pinned) {
-      expect((await caughtError(() => dropFork(r.store, fork.name))).code).toBe('BAD_INPUT');
+      await expectCode(() => dropFork(r.store, fork.name), 'BAD_INPUT');
       r.stats.refusedDrops++;
       return;
     }
@@ -358,7 +359,7 @@ class GcCommand implements fc.AsyncCommand<Model, Real> {
   async run(m: Model, r: Real): Promise<void> {
     const part = partAt(m, this.target);
     if (part.lastPublishedLsn < 0) {
-      expect((await caughtError(() => r.repo.collectGarbage(part.name, { graceMs: 0 }))).code).toBe('NO_SNAPSHOT');
+      await expectCode(() => r.repo.collectGarbage(part.name, { graceMs: 0 }), 'NO_SNAPSHOT');
       return;
     }
     const result = await r.repo.collectGarbage(part.name, { graceMs: 0 });

@@ -21,7 +21,8 @@ import { runCli, tempDir } from '../helpers/cli.js';
 import { FaultyStore, type Gate } from '../helpers/faulty-store.js';
 import { readState, releasedAfterEach, writeConfig } from '../helpers/runtime-harness.js';
 import { s3StoreConfig, s3TestConfig, uniqueS3Prefix } from '../helpers/s3.js';
-import { caughtError, dumpState, hasObject, sortedEntries } from '../helpers/snapshot-fixtures.js';
+import { expectCode } from '../helpers/fixtures.js';
+import { dumpState, hasObject, sortedEntries } from '../helpers/snapshot-fixtures.js';
 import { listAll, missingFiles, rawMetadata, rawPointer, readableRoots, referencedBy, snapshotObjects, unreferencedObjects } from '../helpers/snapshot-references.js';
 
 /**
@@ -549,7 +550,7 @@ describe('snapshots.sharing "shared" on MinIO', () => {
       expect([...rest.deleted].sort()).toEqual([...young].sort());
       expect(await unreferencedObjects(store, 'pg')).toEqual([]);
       await expectAllRestorable(r, 'pg', rig.at);
-      expect((await caughtError(() => r.collectGarbage('nope', { graceMs: 0 }))).code).toBe('NO_SNAPSHOT');
+      await expectCode(() => r.collectGarbage('nope', { graceMs: 0 }), 'NO_SNAPSHOT');
     });
   });
 });

@@ -6,7 +6,8 @@ import { layout } from '../../src/snapshots/layout.js';
 import type { SnapshotMetadata } from '../../src/snapshots/schemas.js';
 import type { ObjectStore } from '../../src/store/types.js';
 import { runCli } from '../helpers/cli.js';
-import { caughtError, fsStore, removeDir, repository, stateRig, type StateRig } from '../helpers/snapshot-fixtures.js';
+import { expectCode } from '../helpers/fixtures.js';
+import { fsStore, removeDir, repository, stateRig, type StateRig } from '../helpers/snapshot-fixtures.js';
 
 /**
  * A snapshot whose files are exactly as recorded (sizes, sha256, block crcs all fine) but
@@ -59,8 +60,7 @@ describe('verify checks the applied LSN inside the snapshot', () => {
     const report = await repo.verify('p0', crafted.snapshotId);
     expect(report).toMatchObject({ ok: false, lsn: 25, problems: [{ problem: 'lsn', expected: 25, actual: 17 }] });
 
-    const err = await caughtError(() => repo.restore({ partition: 'p0', snapshotId: crafted.snapshotId, targetDir: join(rig.dir, 'restored') }));
-    expect(err.code).toBe('NO_SNAPSHOT');
+    const err = await expectCode(() => repo.restore({ partition: 'p0', snapshotId: crafted.snapshotId, targetDir: join(rig.dir, 'restored') }), 'NO_SNAPSHOT');
     expect(err.message).toMatch(/holds applied LSN 17, its metadata says 25/);
   });
 

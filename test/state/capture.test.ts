@@ -1,22 +1,13 @@
-import { copyFile, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import fc from 'fast-check';
 import { ClassicLevel } from 'classic-level';
 import { PartitionState } from '../../src/state/partition-state.js';
 import { DELETE, type Capture, type StateWrite } from '../../src/state/types.js';
+import { it } from '../helpers/fixtures.js';
 
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'cairn-capture-'));
-  dirs.push(dir);
-  return dir;
-}
-afterEach(async () => {
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
 
 const SMALL_MEMTABLE = 64 * 1024; // LevelDB's minimum write buffer: many flushes and compactions
 const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
@@ -46,8 +37,7 @@ function expected(model: Map<string, unknown>): Array<[string, unknown]> {
 }
 
 describe('LevelDB version pinning through classic-level', () => {
-  it('an open iterator keeps the tables of its version through a compaction', async () => {
-    const dir = await tempDir();
+  it('an open iterator keeps the tables of its version through a compaction', async ({ tmp: dir }) => {
     const db = new ClassicLevel<string, string>(dir, { writeBufferSize: SMALL_MEMTABLE });
     await db.open();
     const value = 'x'.repeat(500);
@@ -78,8 +68,7 @@ describe('LevelDB version pinning through classic-level', () => {
 });
 
 describe('PartitionState.capture', () => {
-  it('stages hard links of the live tables, a MANIFEST prefix and CURRENT', async () => {
-    const root = await tempDir();
+  it('stages hard links of the live tables, a MANIFEST prefix and CURRENT', async ({ tmp: root }) => {
     const state = await PartitionState.open(join(root, 'db'), { writeBufferSize: SMALL_MEMTABLE });
     const model = new Map<string, unknown>();
     for (let lsn = 0; lsn < 50; lsn++) {
@@ -117,8 +106,7 @@ describe('PartitionState.capture', () => {
     await state.close();
   });
 
-  it('later captures reuse earlier links; released captures keep their bytes until pruned; reopen starts clean', async () => {
-    const root = await tempDir();
+  it('later captures reuse earlier links; released captures keep their bytes until pruned; reopen starts clean', async ({ tmp: root }) => {
     const dbDir = join(root, 'db');
     const linked = join(dbDir, '.cairn-linked');
     const state = await PartitionState.open(dbDir, { writeBufferSize: SMALL_MEMTABLE });
@@ -165,8 +153,7 @@ describe('PartitionState.capture', () => {
     await reopened.close();
   });
 
-  it('a leftover linked-tables folder from a killed owner is cleared on open', async () => {
-    const root = await tempDir();
+  it('a leftover linked-tables folder from a killed owner is cleared on open', async ({ tmp: root }) => {
     const dbDir = join(root, 'db');
     const state = await PartitionState.open(dbDir);
     await state.commit(new Map([['a', 1]]), 0);
@@ -183,8 +170,7 @@ describe('PartitionState.capture', () => {
     await reopened.close();
   });
 
-  it('captures an empty state at LSN -1', async () => {
-    const root = await tempDir();
+  it('captures an empty state at LSN -1', async ({ tmp: root }) => {
     const state = await PartitionState.open(join(root, 'db'), { partition: 'p0' });
     const capture = await state.capture(join(root, 'staging'));
     expect(capture.lsn).toBe(-1);
@@ -193,8 +179,7 @@ describe('PartitionState.capture', () => {
     await state.close();
   });
 
-  it('refuses a commit while a capture runs', async () => {
-    const root = await tempDir();
+  it('refuses a commit while a capture runs', async ({ tmp: root }) => {
     const state = await PartitionState.open(join(root, 'db'));
     await state.commit(new Map([['a', 1]]), 0);
     const capturing = state.capture(join(root, 'staging'));
@@ -206,8 +191,7 @@ describe('PartitionState.capture', () => {
     await state.close();
   });
 
-  it('captures consistently while background compactions run', async () => {
-    const root = await tempDir();
+  it('captures consistently while background compactions run', async ({ tmp: root }) => {
     const state = await PartitionState.open(join(root, 'db'), { writeBufferSize: SMALL_MEMTABLE });
     const model = new Map<string, unknown>();
     let lsn = -1;
@@ -242,7 +226,7 @@ describe('PartitionState.capture', () => {
     console.log(`capture sync pauses (ms): ${pauses.map((p) => p.toFixed(1)).join(' ')}`);
   });
 
-  it('property: restored captures equal a Map model after random put/del/capture/compact/reopen', async () => {
+  it('property: restored captures equal a Map model after random put/del/capture/compact/reopen', async ({ tempDir }) => {
     const runs = Number(process.env.CAIRN_PROPERTY_RUNS ?? 50);
     const key = fc.oneof(fc.constantFrom('a', 'b', 'c', 'm:lsn', 'd:x', 'é', ''), fc.string({ maxLength: 6, unit: 'grapheme' }));
     const value = fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.nat(3000).map((n) => ({ pad: 'x'.repeat(n) })));

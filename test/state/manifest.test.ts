@@ -1,7 +1,6 @@
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { ClassicLevel } from 'classic-level';
 import {
   BLOCK_SIZE,
@@ -17,6 +16,7 @@ import {
   tableFileName,
   unmaskCrc,
 } from '../../src/state/manifest.js';
+import { it } from '../helpers/fixtures.js';
 
 // --- A writer mirroring leveldb's log::Writer::AddRecord, to build test inputs. ---------
 
@@ -91,11 +91,6 @@ function edit(e: EditSpec): Buffer {
   for (const [level, n, size] of e.added ?? []) parts.push(varint(7), varint(level), varint(n), varint(size), lp(ikey('a')), lp(ikey('z')));
   return Buffer.concat(parts);
 }
-
-const dirs: string[] = [];
-afterEach(async () => {
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
 
 describe('crc32c', () => {
   it('matches the RFC 3720 / leveldb crc32c_test vectors', () => {
@@ -223,9 +218,7 @@ describe('parseManifest on a real LevelDB', () => {
     return out;
   }
 
-  it('matches the table files after many writes, compactions and reopens', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'cairn-manifest-'));
-    dirs.push(dir);
+  it('matches the table files after many writes, compactions and reopens', async ({ tmp: dir }) => {
     const value = 'v'.repeat(200);
     for (let round = 0; round < 3; round++) {
       const db = new ClassicLevel<string, string>(dir, { writeBufferSize: 64 * 1024 });
@@ -262,9 +255,7 @@ describe('parseManifest on a real LevelDB', () => {
     expect(new Set([...m.live.values()].map((t) => t.level)).size).toBeGreaterThan(1);
   });
 
-  it('ManifestFollower, reading the growing file step by step, agrees with a fresh parse every time', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'cairn-manifest-'));
-    dirs.push(dir);
+  it('ManifestFollower, reading the growing file step by step, agrees with a fresh parse every time', async ({ tmp: dir }) => {
     const follower = new ManifestFollower();
     const value = 'v'.repeat(300);
     let steps = 0;

@@ -1,20 +1,11 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { PartitionState } from '../../src/state/partition-state.js';
 import { DELETE, type StateWrite } from '../../src/state/types.js';
+import { it } from '../helpers/fixtures.js';
 
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'cairn-state-'));
-  dirs.push(dir);
-  return dir;
-}
-afterEach(async () => {
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
 
 const w = (entries: Array<[string, StateWrite]>) => new Map(entries);
 
@@ -25,8 +16,7 @@ async function collect(state: PartitionState, options?: { gt?: string }) {
 }
 
 describe('PartitionState', () => {
-  it('starts empty at LSN -1 and commits writes with their LSN', async () => {
-    const dir = await tempDir();
+  it('starts empty at LSN -1 and commits writes with their LSN', async ({ tmp: dir }) => {
     const s = await PartitionState.open(join(dir, 'p0'), { partition: 'p0' });
     expect(s.appliedLsn).toBe(-1);
     expect(s.partition).toBe('p0');
@@ -42,8 +32,8 @@ describe('PartitionState', () => {
     await s.close();
   });
 
-  it('keeps the applied LSN and data across reopen', async () => {
-    const dir = join(await tempDir(), 'p0');
+  it('keeps the applied LSN and data across reopen', async ({ tmp }) => {
+    const dir = join(tmp, 'p0');
     const s = await PartitionState.open(dir);
     await s.commit(w([['k', 42]]), 17);
     await s.close();
@@ -53,8 +43,8 @@ describe('PartitionState', () => {
     await again.close();
   });
 
-  it('refuses an applied LSN that goes backwards, without writing anything', async () => {
-    const s = await PartitionState.open(await tempDir());
+  it('refuses an applied LSN that goes backwards, without writing anything', async ({ tmp }) => {
+    const s = await PartitionState.open(tmp);
     await s.commit(w([['a', 1]]), 10);
     await s.commit(w([]), 10); // the same LSN again is allowed (an empty flush)
     await expect(s.commit(w([['a', 2]]), 9)).rejects.toMatchObject({ code: 'INTERNAL' });
@@ -64,8 +54,7 @@ describe('PartitionState', () => {
     await s.close();
   });
 
-  it('commits atomically: a bad value fails the whole batch', async () => {
-    const dir = await tempDir();
+  it('commits atomically: a bad value fails the whole batch', async ({ tmp: dir }) => {
     const s = await PartitionState.open(dir);
     await s.commit(w([['a', 1]]), 0);
     await expect(s.commit(w([['a', 2], ['b', 10n]]), 1)).rejects.toMatchObject({ code: 'BAD_INPUT' });
@@ -79,8 +68,8 @@ describe('PartitionState', () => {
     await again.close();
   });
 
-  it('lists user entries in key order, never metadata, and honours gt', async () => {
-    const s = await PartitionState.open(await tempDir(), { partition: 'p1' });
+  it('lists user entries in key order, never metadata, and honours gt', async ({ tmp }) => {
+    const s = await PartitionState.open(tmp, { partition: 'p1' });
     const keys = ['b', 'a', '', 'm:lsn', 'z', 'a/b', 'é', '\u{1F600}', 'A'];
     await s.commit(w(keys.map((k, i) => [k, i])), 3);
     const got = await collect(s);
@@ -92,22 +81,20 @@ describe('PartitionState', () => {
     await s.close();
   });
 
-  it('stores bytes values as bytes', async () => {
-    const s = await PartitionState.open(await tempDir());
+  it('stores bytes values as bytes', async ({ tmp }) => {
+    const s = await PartitionState.open(tmp);
     await s.commit(w([['bin', new Uint8Array([0, 1, 255])]]), 0);
     expect(await s.get('bin')).toEqual(Buffer.from([0, 1, 255]));
     await s.close();
   });
 
-  it('open with create:false on a missing or empty folder is NOT_FOUND and creates nothing', async () => {
-    const dir = await tempDir();
+  it('open with create:false on a missing or empty folder is NOT_FOUND and creates nothing', async ({ tmp: dir }) => {
     await expect(PartitionState.open(join(dir, 'nope'), { create: false })).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(PartitionState.open(dir, { create: false })).rejects.toMatchObject({ code: 'NOT_FOUND' });
     expect(await readdir(dir)).toEqual([]);
   });
 
-  it('maps a damaged folder to CORRUPT and a held lock to STATE_UNAVAILABLE', async () => {
-    const dir = await tempDir();
+  it('maps a damaged folder to CORRUPT and a held lock to STATE_UNAVAILABLE', async ({ tmp: dir }) => {
     const s = await PartitionState.open(dir);
     await s.commit(w([['a', 1]]), 0);
     await expect(PartitionState.open(dir)).rejects.toMatchObject({ code: 'STATE_UNAVAILABLE' });
@@ -119,8 +106,7 @@ describe('PartitionState', () => {
     await expect(PartitionState.open(dir, { create: false })).rejects.toMatchObject({ code: 'CORRUPT' });
   });
 
-  it('is STATE_UNAVAILABLE while another process holds the folder', async () => {
-    const dir = await tempDir();
+  it('is STATE_UNAVAILABLE while another process holds the folder', async ({ tmp: dir }) => {
     const code = `
       import { ClassicLevel } from 'classic-level';
       const db = new ClassicLevel(${JSON.stringify(dir)});
@@ -141,8 +127,7 @@ describe('PartitionState', () => {
     }
   });
 
-  it('rejects use after close and invalid partition names', async () => {
-    const dir = await tempDir();
+  it('rejects use after close and invalid partition names', async ({ tmp: dir }) => {
     await expect(PartitionState.open(dir, { partition: 'Bad/Name' })).rejects.toMatchObject({ code: 'BAD_INPUT' });
     const s = await PartitionState.open(dir);
     await s.close();

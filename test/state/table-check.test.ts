@@ -1,6 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import fc from 'fast-check';
@@ -19,6 +18,7 @@ import {
   type BlockHandle,
   type TableBlock,
 } from '../../src/state/table-check.js';
+import { makeTempDir, removeDir } from '../helpers/fixtures.js';
 
 // --- Fixtures: real tables written by LevelDB -------------------------------------------
 
@@ -57,7 +57,7 @@ async function writeState(dir: string, keys: number): Promise<Map<string, Buffer
 }
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'cairn-table-check-'));
+  root = await makeTempDir('table-check');
   // ~4 MB of values: more than one 2 MiB table after the full compaction.
   compressedValues = await writeState(join(root, 'compressed'), 36_000);
   compressed = await tables(join(root, 'compressed'));
@@ -78,7 +78,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (root) await rm(root, { recursive: true, force: true });
+  await removeDir(root);
 });
 
 // --- Helpers -----------------------------------------------------------------------------

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CairnError } from '../../src/core/errors.js';
 import { FsObjectStore, type ObjectStore } from '../../src/store/index.js';
 import type { CopyOptions } from '../../src/store/types.js';
-import { expectCode, runStoreConformance } from './conformance.js';
+import { expectCode, makeTempDir, removeDir } from '../helpers/fixtures.js';
+import { runStoreConformance } from '../../src/testing/store-conformance.js';
 
 /**
  * The conformance suite gates cases on `store.capabilities`. This runs it against a store
@@ -54,15 +54,15 @@ function reducedStore(inner: FsObjectStore, scratch: string): ObjectStore {
 }
 
 async function fixture(): Promise<{ store: ObjectStore; root: string; cleanup: () => Promise<void> }> {
-  const root = await mkdtemp(join(tmpdir(), 'cairn-reduced-'));
-  const scratch = await mkdtemp(join(tmpdir(), 'cairn-reduced-scratch-'));
+  const root = await makeTempDir('reduced');
+  const scratch = await makeTempDir('reduced-scratch');
   const store = reducedStore(new FsObjectStore({ root: join(root, 'store') }), scratch);
   return {
     store,
     root,
     cleanup: async () => {
-      await rm(root, { recursive: true, force: true });
-      await rm(scratch, { recursive: true, force: true });
+      await removeDir(root);
+      await removeDir(scratch);
     },
   };
 }

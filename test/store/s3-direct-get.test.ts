@@ -7,8 +7,9 @@ import type { RetryInfo } from '../../src/store/request-retry.js';
 import type { S3ObjectStoreOptions } from '../../src/store/s3-options.js';
 import { S3ObjectStore } from '../../src/store/s3.js';
 import { tempDir } from '../helpers/cli.js';
+import { expectCode } from '../helpers/fixtures.js';
 import { s3TestConfig, uniqueS3Prefix } from '../helpers/s3.js';
-import { collect, expectCode } from './conformance.js';
+import { collect } from '../../src/testing/store-conformance.js';
 
 /**
  * The direct download path (src/store/s3-direct-get.ts) against the real MinIO, through a

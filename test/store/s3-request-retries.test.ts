@@ -1,14 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STORE_DEFAULTS } from '../../src/core/config.js';
 import { createStore, type MeteredObjectStore } from '../../src/store/index.js';
+import { expectCode, makeTempDir, removeDir } from '../helpers/fixtures.js';
 import { s3StoreConfig, s3TestConfig, uniqueS3Prefix } from '../helpers/s3.js';
-import { expectCode } from './conformance.js';
 import { startS3FaultProxy, type S3FaultProxy, type S3Operation, type Verdict } from './s3-fault-proxy.js';
 
 /**
@@ -35,12 +34,12 @@ function storeBehindProxy(sub: string, registry?: Registry): MeteredObjectStore 
 
 beforeAll(async () => {
   proxy = await startS3FaultProxy(s3TestConfig().endpoint, (op, req) => decide(op, req));
-  scratch = await mkdtemp(join(tmpdir(), 'cairn-s3-retries-'));
+  scratch = await makeTempDir('s3-retries');
 });
 afterAll(async () => {
   for (const s of stores) await s.close();
   await proxy?.close();
-  if (scratch) await rm(scratch, { recursive: true, force: true });
+  await removeDir(scratch);
 });
 
 describe('S3 requests are retried by one layer only', () => {

@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStore, type AttemptsInfo, type ObjectStore, type RetryInfo } from '../../src/store/index.js';
 import { S3ObjectStore } from '../../src/store/s3.js';
+import { expectCode, makeTempDir, removeDir } from '../helpers/fixtures.js';
 import { s3StoreConfig, s3TestConfig, uniqueS3Prefix } from '../helpers/s3.js';
-import { collect, expectCode, runStoreConformance } from './conformance.js';
+import { collect, runStoreConformance } from '../../src/testing/store-conformance.js';
 
 const MiB = 1024 * 1024;
 const FILE_PREFIX = uniqueS3Prefix(import.meta.url);
@@ -49,14 +49,14 @@ describe('S3ObjectStore specifics (MinIO)', () => {
   beforeAll(async () => {
     const s3 = s3TestConfig();
     store = new S3ObjectStore({ bucket: s3.bucket, prefix: `${FILE_PREFIX}/specific`, endpoint: s3.endpoint, ...SMALL_PARTS, ...SMALL_S3 });
-    scratch = await mkdtemp(join(tmpdir(), 'cairn-s3-'));
+    scratch = await makeTempDir('s3');
   });
   afterAll(async () => {
     if (store) {
       await cleanupPrefix(store);
       await store.close();
     }
-    if (scratch) await rm(scratch, { recursive: true, force: true });
+    await removeDir(scratch);
   });
 
   it('takes the multipart paths: part-count ETags on upload and on copy above the threshold', async () => {

@@ -1,12 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { GetObjectTaggingCommand } from '@aws-sdk/client-s3';
-import { describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { createStore } from '../../src/store/index.js';
 import type { MeteredObjectStore } from '../../src/store/metrics.js';
 import { FaultyStore } from '../helpers/faulty-store.js';
+import { it } from '../helpers/fixtures.js';
 import { rawBucketForFile, s3StoreConfig, uniqueS3Prefix } from '../helpers/s3.js';
 
 /**
@@ -86,8 +84,7 @@ describe('tag on S3 (MinIO)', () => {
 });
 
 describe('tag on the filesystem store', () => {
-  it('has no tagging capability; tag is STORE_FAILED (and not retried)', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'cairn-tagging-'));
+  it('has no tagging capability; tag is STORE_FAILED (and not retried)', async ({ tmp: root }) => {
     const store = createStore({ kind: 'fs', url: `file://${root}`, root, multipartThresholdBytes: 64 * MiB, partSizeBytes: 16 * MiB, connectTimeoutMs: 1000, requestTimeoutMs: 1000, maxAttempts: 4 });
     try {
       expect(store.capabilities.tagging).toBe(false);
@@ -97,7 +94,6 @@ describe('tag on the filesystem store', () => {
       expect(store.snapshot().retries).toEqual({});
     } finally {
       await store.close();
-      await rm(root, { recursive: true, force: true });
     }
   });
 });

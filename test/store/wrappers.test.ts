@@ -5,8 +5,10 @@ import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CairnError } from '../../src/core/errors.js';
+import { WrappedObjectStore, type StoreCall } from '../../src/store/forwarding.js';
+import type { UploadOptions, UploadResult } from '../../src/store/types.js';
 import { createStore, FsObjectStore, withMetrics, withRetry, type AttemptsInfo, type ObjectInfo, type ObjectStore, type RetryInfo } from '../../src/store/index.js';
-import { collect, expectCode } from './conformance.js';
+import { collect, expectCode } from '../../src/testing/store-conformance.js';
 
 /**
  * The retry wrapper (the one retry layer over backends that do not retry themselves) and the
@@ -27,39 +29,39 @@ const fast = { attempts: 4, baseDelayMs: 1, maxDelayMs: 2 };
 const unavailable = () => new CairnError('STORE_UNAVAILABLE', 'injected outage');
 
 /** Fails the next `failures[op]` calls of each op; `after` runs the real call first, then fails. */
-function faulty(inner: ObjectStore, failures: Record<string, number>, options: { after?: boolean; listFailAt?: number } = {}): ObjectStore {
-  const fail = async <T>(op: string, real: () => Promise<T>): Promise<T> => {
-    if ((failures[op] ?? 0) > 0) {
-      failures[op]!--;
-      if (options.after) await real();
+class Failing extends WrappedObjectStore {
+  constructor(
+    inner: ObjectStore,
+    private readonly failures: Record<string, number>,
+    private readonly options: { after?: boolean; listFailAt?: number },
+  ) {
+    super(inner);
+  }
+
+  protected override async around<T>(call: StoreCall, run: (attempt: number) => Promise<T>): Promise<T> {
+    if ((this.failures[call.op] ?? 0) > 0) {
+      this.failures[call.op]!--;
+      if (this.options.after) await run(1);
       throw unavailable();
     }
-    return real();
-  };
-  return {
-    capabilities: inner.capabilities,
-    url: inner.url,
-    get: (k, o) => fail('get', () => inner.get(k, o)),
-    head: (k) => fail('head', () => inner.head(k)),
-    put: (k, b, o) => fail('put', () => inner.put(k, b, o)),
-    uploadFile: (k, p, o) => fail('uploadFile', () => inner.uploadFile(k, p, o)),
-    downloadFile: (k, p, o) => fail('downloadFile', () => inner.downloadFile(k, p, o)),
-    copy: (a, b, o) => fail('copy', () => inner.copy(a, b, o)),
-    delete: (k) => fail('delete', () => inner.delete(k)),
-    tag: (k, t) => fail('tag', () => inner.tag(k, t)),
-    list: async function* (prefix): AsyncGenerator<ObjectInfo> {
-      let i = 0;
-      for await (const o of inner.list(prefix)) {
-        if (i++ === options.listFailAt && (failures.list ?? 0) > 0) {
-          failures.list!--;
-          throw unavailable();
-        }
-        yield o;
+    return run(1);
+  }
+
+  /** A listing that breaks after `listFailAt` objects. */
+  override async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    let i = 0;
+    for await (const o of this.inner.list(prefix)) {
+      if (i++ === this.options.listFailAt && (this.failures.list ?? 0) > 0) {
+        this.failures.list!--;
+        throw unavailable();
       }
-    },
-    listFolders: (p) => fail('listFolders', () => inner.listFolders(p)),
-    close: () => inner.close(),
-  };
+      yield o;
+    }
+  }
+}
+
+function faulty(inner: ObjectStore, failures: Record<string, number>, options: { after?: boolean; listFailAt?: number } = {}): ObjectStore {
+  return new Failing(inner, failures, options);
 }
 
 describe('withRetry', () => {
@@ -134,18 +136,17 @@ describe('withRetry', () => {
   it('progress is not double-counted across attempts', async () => {
     const file = join(root, 'src.bin');
     await writeFile(file, Buffer.alloc(1000, 7));
-    const flaky: ObjectStore = {
-      ...faulty(fs, {}),
-      uploadFile: async (k, p, o) => {
+    let attempted = false;
+    const flaky = new (class extends WrappedObjectStore {
+      override async uploadFile(k: string, p: string, o?: UploadOptions): Promise<UploadResult> {
         if (!attempted) {
           attempted = true;
           o?.onBytes?.(600);
           throw unavailable();
         }
         return fs.uploadFile(k, p, o);
-      },
-    };
-    let attempted = false;
+      }
+    })(fs);
     let total = 0;
     await withRetry(flaky, fast).uploadFile('u', file, { onBytes: (d) => (total += d) });
     expect(total).toBe(1000);

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
-import { createLog } from '../../log/index.js';
+import { createLog } from '../../log/create.js';
 import { CairnError } from '../../core/errors.js';
+import { COORDINATOR_DEFAULTS } from '../../core/defaults.js';
+import { durationFlag, formatDuration } from '../../core/durations.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { createCoordinatorMetrics } from '../../coordinator/metrics.js';
 import { buildCoordinatorServer, isLoopback } from '../../coordinator/server.js';
@@ -15,33 +17,30 @@ interface CoordinatorFlags {
   replicaTtl?: string;
 }
 
-/** `250`, `250ms`, `30s`, `5m`, `2h` as milliseconds. */
+/** `250`, `250ms`, `30s`, `5m`, `2h` as milliseconds: the config file's duration parser (core/durations.ts); BAD_INPUT naming the flag. */
 export function parseDuration(text: string, flag: string): number {
-  const m = /^(0|[1-9][0-9]{0,9})(ms|s|m|h)?$/.exec(text);
-  if (!m) throw new CairnError('BAD_INPUT', `invalid ${flag} ${JSON.stringify(text)}: expected a duration such as 500ms, 30s, 5m or 1h`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h'];
-  return Number(m[1]) * unit;
+  return durationFlag(text, flag);
 }
 
 export function registerCoordinator(program: Command): void {
   program
     .command('coordinator')
     .description('the log-trim coordinator endpoint: reports, snapshot requests, safe trims, status page and metrics')
-    .option('--host <host>', 'address to listen on (non-loopback needs $CAIRN_COORDINATOR_TOKEN)', '127.0.0.1')
-    .option('--port <port>', 'port to listen on (default: the port of coordinator.url, else 7070; 0 = any free port)')
+    .option('--host <host>', 'address to listen on (non-loopback needs $CAIRN_COORDINATOR_TOKEN)', COORDINATOR_DEFAULTS.host)
+    .option('--port <port>', `port to listen on (default: the port of coordinator.url, else ${COORDINATOR_DEFAULTS.port}; 0 = any free port)`)
     .option('--policy <policy>', 'trim policy: snapshot (trim behind the archived LSN) or replicas (also behind every live replica)')
-    .option('--trim-interval <duration>', 'automatic trim every this long, e.g. 30s; 0 = only on request (default 60s or coordinator.trimIntervalMs)')
-    .option('--trim-delay <duration>', 'trim only behind snapshots at least this old (default 0 or coordinator.trimDelayMs)')
-    .option('--replica-ttl <duration>', 'a replica silent this long no longer holds back the replicas policy (default 60s)')
+    .option('--trim-interval <duration>', `automatic trim every this long, e.g. 30s; 0 = only on request (default ${formatDuration(COORDINATOR_DEFAULTS.trimIntervalMs)} or coordinator.trimIntervalMs)`)
+    .option('--trim-delay <duration>', `trim only behind snapshots at least this old (default ${formatDuration(COORDINATOR_DEFAULTS.trimDelayMs)} or coordinator.trimDelayMs)`)
+    .option('--replica-ttl <duration>', `a replica silent this long no longer holds back the replicas policy (default ${formatDuration(COORDINATOR_DEFAULTS.replicaTtlMs)} or coordinator.replicaTtlMs)`)
     .action(
       action(async (ctx, flags: CoordinatorFlags) => {
         const c = ctx.config.coordinator;
-        const policy = flags.policy ?? c?.policy ?? 'snapshot';
+        const policy = flags.policy ?? c?.policy ?? COORDINATOR_DEFAULTS.policy;
         if (policy !== 'snapshot' && policy !== 'replicas') throw new CairnError('BAD_INPUT', `invalid --policy ${JSON.stringify(policy)}: expected snapshot or replicas`);
-        const trimIntervalMs = flags.trimInterval !== undefined ? parseDuration(flags.trimInterval, '--trim-interval') : (c?.trimIntervalMs ?? 60_000);
-        const trimDelayMs = flags.trimDelay !== undefined ? parseDuration(flags.trimDelay, '--trim-delay') : (c?.trimDelayMs ?? 0);
-        const replicaTtlMs = flags.replicaTtl !== undefined ? parseDuration(flags.replicaTtl, '--replica-ttl') : (c?.replicaTtlMs ?? 60_000);
-        const port = flags.port !== undefined ? parsePort(flags.port, '--port') : c ? Number(new URL(c.url).port || 80) : 7070;
+        const trimIntervalMs = flags.trimInterval !== undefined ? parseDuration(flags.trimInterval, '--trim-interval') : (c?.trimIntervalMs ?? COORDINATOR_DEFAULTS.trimIntervalMs);
+        const trimDelayMs = flags.trimDelay !== undefined ? parseDuration(flags.trimDelay, '--trim-delay') : (c?.trimDelayMs ?? COORDINATOR_DEFAULTS.trimDelayMs);
+        const replicaTtlMs = flags.replicaTtl !== undefined ? parseDuration(flags.replicaTtl, '--replica-ttl') : (c?.replicaTtlMs ?? COORDINATOR_DEFAULTS.replicaTtlMs);
+        const port = flags.port !== undefined ? parsePort(flags.port, '--port') : c ? Number(new URL(c.url).port || 80) : COORDINATOR_DEFAULTS.port;
         const token = process.env.CAIRN_COORDINATOR_TOKEN || undefined;
         if (!token && !isLoopback(flags.host)) {
           throw new CairnError('BAD_INPUT', `refusing to listen on ${flags.host} without CAIRN_COORDINATOR_TOKEN: set a token, or listen on loopback`);
@@ -67,7 +66,7 @@ export function registerCoordinator(program: Command): void {
           address = await app.listen({ host: flags.host, port });
         } catch (err) {
           await coordinator.close();
-          throw new CairnError('BAD_INPUT', `cannot listen on ${flags.host}:${port}: ${(err as Error).message}`, { cause: err });
+          throw new CairnError('LISTEN_FAILED', `cannot listen on ${flags.host}:${port}: ${(err as Error).message}`, { cause: err });
         }
         coordinator.start();
         const info = { url: address, policy, trimIntervalMs, trimDelayMs, replicaTtlMs, auth: token ? 'bearer' : 'none' };

@@ -3,10 +3,12 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { normaliseConfig } from '../../core/config.js';
+import { CLI_DEFAULTS } from '../../core/defaults.js';
 import { badInput } from '../../core/errors.js';
 import { parsePositiveInt } from '../../core/names.js';
 import { Cairn } from '../../runtime/cairn.js';
 import { loadProcessor } from '../../runtime/processor-module.js';
+import { resumeLsn } from '../../snapshots/coverage.js';
 import { PartitionState } from '../../state/partition-state.js';
 import { bankEvents } from '../demo-events.js';
 import { action, mib, type CliContext } from '../context.js';
@@ -83,7 +85,7 @@ async function demo(ctx: CliContext, opts: { dir: string; records: string }): Pr
 
     const pointer = (await cairn.snapshots.latest('p0'))!.pointer;
     const archived = Math.min(...pointer.retained.map((r) => r.lsn));
-    const trimmed = await cairn.log.trim('p0', archived + 1);
+    const trimmed = await cairn.log.trim('p0', resumeLsn(archived));
     say(`3. trimmed the log behind the snapshots: archived LSN ${archived}, log now starts at ${trimmed.start}`);
 
     const more = await cairn.log.append('p0', events.slice(total));
@@ -139,7 +141,7 @@ export function registerDemo(program: Command): void {
   program
     .command('demo')
     .description('the whole story on the embedded default: append, run, checkpoint, trim, bootstrap a fresh node, fork, replay, diff')
-    .option('--dir <dir>', "working folder: new, empty, or an earlier demo's (then wiped first)", '.cairn/demo')
-    .option('--records <n>', 'bank events to append first (a positive integer)', '20000')
+    .option('--dir <dir>', "working folder: new, empty, or an earlier demo's (then wiped first)", CLI_DEFAULTS.demoDir)
+    .option('--records <n>', 'bank events to append first (a positive integer)', String(CLI_DEFAULTS.demoRecords))
     .action(action(demo));
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { CLI_DEFAULTS } from '../../core/defaults.js';
 import { parseLsn, parsePositiveInt, validateForkName, validatePartition } from '../../core/names.js';
 import { loadProcessor } from '../../runtime/processor-module.js';
 import { action, mib } from '../context.js';
@@ -98,7 +99,7 @@ export function registerFork(program: Command): void {
     .description('compare two snapshots key by key (A, B = P or P@SNAPSHOTID), streaming with bounded memory')
     .argument('<a>', 'P or P@SNAPSHOTID')
     .argument('<b>', 'P or P@SNAPSHOTID')
-    .option('--samples <n>', 'differences to show', '10')
+    .option('--samples <n>', 'differences to show', String(CLI_DEFAULTS.diffSamples))
     .action(
       action(async (ctx, a: string, b: string, opts: { samples: string }) => {
         const samples = parseLsn(opts.samples, '--samples');

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { StoreConfig } from '../../core/config.js';
+import { CLI_DEFAULTS } from '../../core/defaults.js';
 import { badInput } from '../../core/errors.js';
 import { action } from '../context.js';
 
@@ -38,7 +39,7 @@ export function registerLifecycle(program: Command): void {
     .command('lifecycle')
     .description('the S3 bucket lifecycle rules that expire retired snapshot objects (snapshots.retire "tag"); printed, or merged into each bucket with --apply')
     .option('--apply', "merge the rules into each bucket's lifecycle configuration: rules whose ID does not start with cairn- are kept, Cairn's are replaced")
-    .option('--expire-days <n>', 'retired objects expire this many days after they were created', '7')
+    .option('--expire-days <n>', 'retired objects expire this many days after they were created', String(CLI_DEFAULTS.lifecycleExpireDays))
     .option('--transition-days <n>', 'also move every object under the prefix to --transition-class this many days after it was created')
     .option('--transition-class <class>', 'the S3 storage class of --transition-days, e.g. STANDARD_IA or GLACIER_IR')
     .option('--store <name>', 'only this store of the config (default: every S3 store)')
@@ -69,7 +70,7 @@ export function registerLifecycle(program: Command): void {
     )
     .action(
       action(async (ctx, flags: LifecycleFlags) => {
-        const expireDays = parseDays(flags.expireDays ?? '7', '--expire-days');
+        const expireDays = parseDays(flags.expireDays ?? String(CLI_DEFAULTS.lifecycleExpireDays), '--expire-days');
         if ((flags.transitionDays === undefined) !== (flags.transitionClass === undefined)) throw badInput('give --transition-days and --transition-class together');
         let transition: { days: number; storageClass: string } | undefined;
         if (flags.transitionDays !== undefined && flags.transitionClass !== undefined) {

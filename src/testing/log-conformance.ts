@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Log } from '../../src/log/types.js';
+import type { Log } from '../log/types.js';
 
 /**
  * The behaviour every Log backend owes its callers, written against the interface only so

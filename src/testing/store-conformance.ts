@@ -3,8 +3,8 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ErrorCode } from '../../src/core/errors.js';
-import type { ObjectInfo, ObjectStore } from '../../src/store/types.js';
+import type { ErrorCode } from '../core/errors.js';
+import type { ObjectInfo, ObjectStore } from '../store/types.js';
 
 /**
  * One behaviour suite for every ObjectStore backend (the abstract-level / OpenDAL habit):
