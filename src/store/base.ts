@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { CairnError } from '../core/errors.js';
-import { localError } from './fs-util.js';
+import { localError } from './transfer.js';
 import { checkPutOptions, throwIfAborted, unquoteEtag, validateFolderPrefix, validateKey, validatePrefix, validateRange } from './keys.js';
 import type { ByteRange, CopyOptions, DownloadOptions, DownloadResult, GetOptions, GetResult, ObjectInfo, ObjectStore, PutOptions, PutResult, StoreCapabilities, UploadOptions, UploadResult } from './types.js';
 

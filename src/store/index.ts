@@ -1,12 +1,12 @@
 import type { Registry } from 'prom-client';
 import type { StoreConfig } from '../core/config.js';
 import { CairnError } from '../core/errors.js';
-import { FsObjectStore, type FsObjectStoreOptions } from './fs.js';
+import { FsObjectStore, type FsObjectStoreOptions } from './fs/store.js';
 import { withMetrics, type MeteredObjectStore } from './metrics.js';
 import { STORE_BACKOFF, type RetryHooks } from './request-retry.js';
 import { withRetry, type RetryOptions } from './retry.js';
 import { LazyObjectStore } from './lazy.js';
-import { s3Capabilities, s3OptionsFromConfig, s3Url, type S3ObjectStoreOptions } from './s3-options.js';
+import { s3Capabilities, s3OptionsFromConfig, s3Url, type S3ObjectStoreOptions } from './s3/options.js';
 import type { ObjectStore } from './types.js';
 
 /**
@@ -34,9 +34,9 @@ export type {
 } from './types.js';
 export { AbstractObjectStore, clampRange, sliceRange } from './base.js';
 export { ForwardingObjectStore, WrappedObjectStore, type StoreCall, type StoreOp } from './forwarding.js';
-export { FsObjectStore, type FsObjectStoreOptions } from './fs.js';
-// S3ObjectStore itself is imported from './s3.js' directly: re-exporting it here would load the AWS SDK eagerly.
-export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3-options.js';
+export { FsObjectStore, type FsObjectStoreOptions } from './fs/store.js';
+// S3ObjectStore itself is imported from './s3/store.js' directly: re-exporting it here would load the AWS SDK eagerly.
+export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3/options.js';
 export { LazyObjectStore } from './lazy.js';
 export { withRetry, DEFAULT_RETRY, type RetryOptions, type RetryInfo, type AttemptsInfo, type RetryHooks } from './retry.js';
 export { STORE_BACKOFF } from './request-retry.js';
@@ -76,7 +76,7 @@ export function createBackend(config: StoreConfig, options: CreateStoreOptions =
         hooks: { ...(retry.onRetry ? { onRetry: retry.onRetry } : {}), ...(retry.onAttempts ? { onAttempts: retry.onAttempts } : {}) },
         ...options.s3,
       };
-      return new LazyObjectStore(s3Capabilities(s3), s3Url(s3), async () => new (await import('./s3.js')).S3ObjectStore(s3));
+      return new LazyObjectStore(s3Capabilities(s3), s3Url(s3), async () => new (await import('./s3/store.js')).S3ObjectStore(s3));
     }
     default:
       throw new CairnError('INVALID_CONFIG', `unknown store kind ${JSON.stringify((config as { kind: unknown }).kind)}`);

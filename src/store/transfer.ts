@@ -130,3 +130,12 @@ export async function writeAt(fh: FileHandle, body: Readable | undefined, offset
   }
   return pos - offset;
 }
+
+/** Problems with a local file the caller named (not with the store). */
+export function localError(err: unknown, path: string): CairnError {
+  if (err instanceof CairnError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new CairnError('NOT_FOUND', `local file ${path} does not exist`, { cause: err, details: { path } });
+  if (code === 'ENOSPC') return new CairnError('DISK_FULL', `local file ${path}: ${(err as Error).message}`, { cause: err, details: { path } });
+  return new CairnError('STORE_FAILED', `local file ${path}: ${(err as Error).message}`, { cause: err, details: { path } });
+}

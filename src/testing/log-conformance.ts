@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { expectCode } from './assertions.js';
 import type { Log } from '../log/types.js';
 
 /**
@@ -25,16 +26,6 @@ async function withLog(makeLog: () => Promise<LogFixture>, fn: (log: Log, partit
 }
 
 const rec = (i: number) => ({ key: `k${i}`, value: { i } });
-
-async function expectCode(p: Promise<unknown>, code: string): Promise<{ details?: Record<string, unknown> }> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, `expected a ${code} error`).toBeDefined();
-  expect((err as { code?: string }).code).toBe(code);
-  return err as { details?: Record<string, unknown> };
-}
 
 export function runLogConformance(name: string, makeLog: () => Promise<LogFixture>): void {
   describe(`Log conformance: ${name}`, () => {

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ErrorCode } from '../core/errors.js';
+import { expectCode } from './assertions.js';
 import type { ObjectInfo, ObjectStore } from '../store/types.js';
 
 /**
@@ -36,6 +36,8 @@ const GATED: GatedCapability[] = ['conditionalWrite', 'rangedRead', 'serverSideC
  * the store exists), so the declaration is checked against the store's own record by the first
  * case: a store cannot skip a case by claiming less than it reports.
  */
+export { expectCode };
+
 export function runStoreConformance(name: string, makeStore: () => Promise<StoreFixture>, lacks: GatedCapability[] = []): void {
   const gated = (capability: GatedCapability) => (lacks.includes(capability) ? () => undefined : (title: string, fn: () => Promise<void>) => it(title, fn));
   describe(`ObjectStore conformance: ${name}`, () => {
@@ -335,17 +337,6 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
 
 export function codeOf(err: unknown): string | undefined {
   return (err as { code?: string } | undefined)?.code;
-}
-
-export async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
-  let settled: { ok: true; value: unknown } | { ok: false; error: unknown };
-  try {
-    settled = { ok: true, value: await promise };
-  } catch (error) {
-    settled = { ok: false, error };
-  }
-  if (settled.ok) throw new Error(`expected ${code}, but the call succeeded with ${JSON.stringify(settled.value)?.slice(0, 200)}`);
-  expect(codeOf(settled.error), String(settled.error)).toBe(code);
 }
 
 export async function collect(it: AsyncIterable<ObjectInfo>): Promise<ObjectInfo[]> {

@@ -12,7 +12,7 @@
 import { armFailpoints } from '../../src/core/failpoints.js';
 import { collectGarbage } from '../../src/snapshots/sweep.js';
 import { pruneSnapshots } from '../../src/snapshots/prune.js';
-import { FsObjectStore } from '../../src/store/fs.js';
+import { FsObjectStore } from '../../src/store/fs/store.js';
 import type { ObjectStore } from '../../src/store/types.js';
 
 export interface GcChildJob {

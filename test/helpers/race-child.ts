@@ -22,7 +22,7 @@ import { publishPointer } from '../../src/snapshots/pointer-update.js';
 import { SnapshotRepository } from '../../src/snapshots/repository.js';
 import type { RetainedEntry } from '../../src/snapshots/schemas.js';
 import { captureOf, type Capture, type CapturedFile } from '../../src/state/types.js';
-import { FsObjectStore } from '../../src/store/fs.js';
+import { FsObjectStore } from '../../src/store/fs/store.js';
 import type { ObjectStore } from '../../src/store/types.js';
 
 export type ChildJob =

@@ -8,6 +8,7 @@ import { CairnError } from '../../src/core/errors.js';
 import { EmbeddedLog } from '../../src/log/embedded.js';
 import type { AppendRecord } from '../../src/log/types.js';
 import { Cairn } from '../../src/runtime/cairn.js';
+import type { SnapshotRepository } from '../../src/snapshots/repository.js';
 import type { Processor } from '../../src/runtime/processor-module.js';
 import type { Capture } from '../../src/state/types.js';
 import { readLatest } from '../../src/snapshots/pointer.js';
@@ -80,6 +81,20 @@ const throwing: Processor = {
     if ((record.value as { bad?: boolean }).bad) throw new Error(`bad record ${record.lsn}`);
   },
 };
+
+
+/** Counts the checkpoints a repository is asked for: the LSN of each capture, and how many ran at once. */
+function watchCheckpoints(repo: SnapshotRepository): { captured: number[]; inFlight: number; maxInFlight: number } {
+  const seen = { captured: [] as number[], inFlight: 0, maxInFlight: 0 };
+  const original = repo.checkpoint.bind(repo);
+  repo.checkpoint = (capture: Capture, options) => {
+    seen.inFlight++;
+    seen.maxInFlight = Math.max(seen.maxInFlight, seen.inFlight);
+    seen.captured.push(capture.lsn);
+    return original(capture, options).finally(() => seen.inFlight--);
+  };
+  return seen;
+}
 
 describe('starting state', () => {
   it('uses intact local state without a single object-store request', async () => {
@@ -300,17 +315,8 @@ describe('snapshots', () => {
     const events = bankEvents(1000, 8);
     await r.log.append('p0', events.slice(0, 99));
     const { cairn, faulty } = r.cairn({ faulty: true });
-    const repo = cairn.snapshots;
-    const original = repo.checkpoint.bind(repo);
-    let inFlight = 0;
-    let maxInFlight = 0;
-    const captured: number[] = [];
-    repo.checkpoint = (capture: Capture, options) => {
-      inFlight++;
-      maxInFlight = Math.max(maxInFlight, inFlight);
-      captured.push(capture.lsn);
-      return original(capture, options).finally(() => inFlight--);
-    };
+    const checkpoints = watchCheckpoints(cairn.snapshots);
+    const { captured } = checkpoints;
     const p = cairn.processor('p0', bank, { everyRecords: 100 });
 
     // 99 records: below the threshold, no snapshot however long the worker idles (once all
@@ -337,14 +343,14 @@ describe('snapshots', () => {
     while (p.appliedLsn < 999 && Date.now() < deadline) await sleep(5);
     expect(p.appliedLsn).toBe(999);
     expect(captured).toEqual([99]);
-    expect(inFlight).toBe(1);
+    expect(checkpoints.inFlight).toBe(1);
     gate.release();
-    while (inFlight > 0 && Date.now() < deadline) await sleep(5);
+    while (checkpoints.inFlight > 0 && Date.now() < deadline) await sleep(5);
     stop.abort();
     const summary = await running;
     await p.close();
 
-    expect(maxInFlight).toBe(1);
+    expect(checkpoints.maxInFlight).toBe(1);
     // After the held one, the exit checkpoint: nothing else started in between.
     expect(captured).toEqual([99, 999]);
     expect(summary.snapshots.map((s) => [s.status, s.metadata.lsn])).toEqual([
@@ -360,21 +366,12 @@ describe('snapshots', () => {
     const events = bankEvents(2000, 9);
     await r.log.append('p0', events);
     const { cairn } = r.cairn({ transferDelayMs: 15 });
-    const repo = cairn.snapshots;
-    const original = repo.checkpoint.bind(repo);
-    let inFlight = 0;
-    let maxInFlight = 0;
-    const captured: number[] = [];
-    repo.checkpoint = (capture: Capture, options) => {
-      inFlight++;
-      maxInFlight = Math.max(maxInFlight, inFlight);
-      captured.push(capture.lsn);
-      return original(capture, options).finally(() => inFlight--);
-    };
+    const checkpoints = watchCheckpoints(cairn.snapshots);
+    const { captured } = checkpoints;
     const p = cairn.processor('p0', bank, { everyRecords: 100 });
     const summary = await p.run({ stopAtEnd: true });
     await p.close();
-    expect(maxInFlight).toBe(1);
+    expect(checkpoints.maxInFlight).toBe(1);
     expect(captured[0]).toBe(99);
     expect(captured.length).toBeGreaterThanOrEqual(2);
     for (let i = 1; i < captured.length; i++) expect(captured[i]! - captured[i - 1]!).toBeGreaterThanOrEqual(100);
@@ -388,15 +385,8 @@ describe('the snapshot policy (everyRecords)', () => {
     const r = rig({ runtime: { batchSize: 100, onBadRecord: 'stop' } });
     await r.log.append('p0', bankEvents(5000, 12));
     const { cairn, faulty } = r.cairn({ faulty: true });
-    const repo = cairn.snapshots;
-    const original = repo.checkpoint.bind(repo);
-    let inFlight = 0;
-    const captured: number[] = [];
-    repo.checkpoint = (capture: Capture, options) => {
-      inFlight++;
-      captured.push(capture.lsn);
-      return original(capture, options).finally(() => inFlight--);
-    };
+    const checkpoints = watchCheckpoints(cairn.snapshots);
+    const { captured } = checkpoints;
     // The first upload is held until the whole burst is applied.
     const gate = faulty!.gate('uploadFile');
     const p = cairn.processor('p0', bank, { everyRecords: 1000 });
@@ -414,9 +404,9 @@ describe('the snapshot policy (everyRecords)', () => {
       let quietSince = Date.now();
       while (Date.now() - quietSince < 2000 && Date.now() < deadline) {
         await sleep(20);
-        if (inFlight > 0) quietSince = Date.now();
+        if (checkpoints.inFlight > 0) quietSince = Date.now();
       }
-      expect(inFlight).toBe(0);
+      expect(checkpoints.inFlight).toBe(0);
       const store = createStore(r.config.store);
       const latest = await readLatest(store, 'p0');
       await store.close();

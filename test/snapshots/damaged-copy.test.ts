@@ -6,7 +6,7 @@ import { isTableFile } from '../../src/snapshots/layout.js';
 import { readLatest, readMetadata } from '../../src/snapshots/pointer.js';
 import type { CheckpointResult, SnapshotRepository } from '../../src/snapshots/repository.js';
 import { createStore } from '../../src/store/index.js';
-import { FsObjectStore } from '../../src/store/fs.js';
+import { FsObjectStore } from '../../src/store/fs/store.js';
 import type { ObjectStore } from '../../src/store/types.js';
 import { BACKENDS } from '../helpers/backends.js';
 import { flipByteInFile } from '../helpers/faulty-store.js';

@@ -179,6 +179,19 @@ describe('PartitionState.capture', () => {
     await state.close();
   });
 
+  it('a capture is AsyncDisposable: leaving an `await using` block removes its staging folder', async ({ tmp: root }) => {
+    const state = await PartitionState.open(join(root, 'db'), { partition: 'p0' });
+    await state.commit(new Map([['a', 1]]), 0);
+    const staging = join(root, 'staging');
+    {
+      await using capture = await state.capture(staging);
+      expect(capture.lsn).toBe(0);
+      expect(existsSync(staging)).toBe(true);
+    }
+    expect(existsSync(staging)).toBe(false);
+    await state.close();
+  });
+
   it('refuses a commit while a capture runs', async ({ tmp: root }) => {
     const state = await PartitionState.open(join(root, 'db'));
     await state.commit(new Map([['a', 1]]), 0);

@@ -13,7 +13,7 @@ import { layout } from '../../src/snapshots/layout.js';
 import { publishPointer } from '../../src/snapshots/pointer-update.js';
 import { readLatest } from '../../src/snapshots/pointer.js';
 import type { RetainedEntry } from '../../src/snapshots/schemas.js';
-import { FsObjectStore } from '../../src/store/fs.js';
+import { FsObjectStore } from '../../src/store/fs/store.js';
 import type { ChildJob } from '../helpers/race-child.js';
 import { removeDir, tempDir } from '../helpers/snapshot-fixtures.js';
 

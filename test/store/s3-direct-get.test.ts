@@ -4,15 +4,15 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RetryInfo } from '../../src/store/request-retry.js';
-import type { S3ObjectStoreOptions } from '../../src/store/s3-options.js';
-import { S3ObjectStore } from '../../src/store/s3.js';
+import type { S3ObjectStoreOptions } from '../../src/store/s3/options.js';
+import { S3ObjectStore } from '../../src/store/s3/store.js';
 import { tempDir } from '../helpers/cli.js';
 import { expectCode } from '../helpers/fixtures.js';
 import { s3TestConfig, uniqueS3Prefix } from '../helpers/s3.js';
 import { collect } from '../../src/testing/store-conformance.js';
 
 /**
- * The direct download path (src/store/s3-direct-get.ts) against the real MinIO, through a
+ * The direct download path (src/store/s3/direct-get.ts) against the real MinIO, through a
  * TCP proxy written here that relays bytes unchanged (SigV4 still verifies) unless told to
  * misbehave for a request: cut the connection or go silent after N body bytes, hold a request
  * while the test acts, or drop a kept-alive connection when it is used again. Every outcome

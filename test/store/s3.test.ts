@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStore, type AttemptsInfo, type ObjectStore, type RetryInfo } from '../../src/store/index.js';
-import { S3ObjectStore } from '../../src/store/s3.js';
+import { S3ObjectStore } from '../../src/store/s3/store.js';
 import { expectCode, makeTempDir, removeDir } from '../helpers/fixtures.js';
 import { s3StoreConfig, s3TestConfig, uniqueS3Prefix } from '../helpers/s3.js';
 import { collect, runStoreConformance } from '../../src/testing/store-conformance.js';

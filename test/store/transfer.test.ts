@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CairnError } from '../../src/core/errors.js';
-import { mapS3Error } from '../../src/store/s3-errors.js';
+import { mapS3Error } from '../../src/store/s3/errors.js';
 import { ByteBudget, partRanges, runAllOrAbort } from '../../src/store/transfer.js';
 
 /** The pure pieces under the S3 backend's transfers, tested on their own. */

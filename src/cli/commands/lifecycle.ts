@@ -96,7 +96,7 @@ export function registerLifecycle(program: Command): void {
         }
 
         // The SDK loads only once there is an S3 store to write rules for.
-        const lifecycle = await import('../../store/s3-lifecycle.js');
+        const lifecycle = await import('../../store/s3/lifecycle.js');
         const plan = { expireDays, ...(transition ? { transition } : {}) };
         const reports: StoreReport[] = [];
         for (const [store, config] of s3) {

@@ -2,9 +2,9 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { STORE_DEFAULTS } from '../core/config.js';
-import { S3_DEFAULTS } from '../core/defaults.js';
-import type { S3ObjectStoreOptions } from './s3-options.js';
+import { STORE_DEFAULTS } from '../../core/config.js';
+import { S3_DEFAULTS } from '../../core/defaults.js';
+import type { S3ObjectStoreOptions } from './options.js';
 
 /** The region requests are signed for: the option, else the SDK's usual environment variables. */
 export function regionOf(o: Pick<S3ObjectStoreOptions, 'region'>): string {
@@ -55,4 +55,4 @@ export function buildClient(o: S3ObjectStoreOptions): S3Client {
   });
 }
 
-export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './s3-options.js';
+export { s3OptionsFromConfig, type S3ObjectStoreOptions } from './options.js';

@@ -6,12 +6,12 @@ import {
   type S3Client,
   type TransitionStorageClass,
 } from '@aws-sdk/client-s3';
-import type { StoreConfig } from '../core/config.js';
-import { CairnError } from '../core/errors.js';
-import { retryRequest, STORE_BACKOFF } from './request-retry.js';
-import { buildClient } from './s3-client.js';
-import { mapS3Error } from './s3-errors.js';
-import { s3OptionsFromConfig } from './s3-options.js';
+import type { StoreConfig } from '../../core/config.js';
+import { CairnError } from '../../core/errors.js';
+import { retryRequest, STORE_BACKOFF } from '../request-retry.js';
+import { buildClient } from './client.js';
+import { mapS3Error } from './errors.js';
+import { s3OptionsFromConfig } from './options.js';
 
 /**
  * Bucket lifecycle rules for snapshot objects retired by tag (`snapshots.retire: "tag"`,

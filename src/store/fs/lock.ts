@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { link, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { sleepBackoff, type BackoffPolicy } from '../core/backoff.js';
-import { CairnError } from '../core/errors.js';
-import { currentProcess, liveness, type ProcessIdentity } from '../core/process-identity.js';
+import { sleepBackoff, type BackoffPolicy } from '../../core/backoff.js';
+import { CairnError } from '../../core/errors.js';
+import { currentProcess, liveness, type ProcessIdentity } from '../../core/process-identity.js';
 
 /**
  * A lock file per key, so conditional writes are atomic between processes on one machine

@@ -1,4 +1,4 @@
-import { CairnError, isDiskFull } from '../core/errors.js';
+import { CairnError, isDiskFull } from '../../core/errors.js';
 
 /**
  * S3 (and S3-compatible) failures into Cairn's closed list of codes. Retryability is the

@@ -2,8 +2,10 @@
 import { constants as fsc, type BigIntStats } from 'node:fs';
 import { copyFile, open, readdir, stat, unlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import { CairnError } from '../core/errors.js';
-import { RESERVED_SEGMENT_PREFIX } from './keys.js';
+import { CairnError } from '../../core/errors.js';
+import { RESERVED_SEGMENT_PREFIX } from '../keys.js';
+import { localError } from '../transfer.js';
+import { mapFsError } from './errors.js';
 
 /** `ino-size-mtimeNs` (base 36): a stat call, no hashing, and it changes on every write. */
 export function etagOf(st: BigIntStats): string {
@@ -101,40 +103,4 @@ export async function forEachLimit<T>(items: readonly T[], limit: number, fn: (i
     while (next < items.length) await fn(items[next++]!);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
-export function notFound(key: string): CairnError {
-  return new CairnError('NOT_FOUND', `object ${key} does not exist`, { details: { key } });
-}
-
-/** Problems with a local file the caller named (not with the store). */
-export function localError(err: unknown, path: string): CairnError {
-  if (err instanceof CairnError) return err;
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return new CairnError('NOT_FOUND', `local file ${path} does not exist`, { cause: err, details: { path } });
-  if (code === 'ENOSPC') return new CairnError('DISK_FULL', `local file ${path}: ${(err as Error).message}`, { cause: err, details: { path } });
-  return new CairnError('STORE_FAILED', `local file ${path}: ${(err as Error).message}`, { cause: err, details: { path } });
-}
-
-const TRANSIENT = new Set(['EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'ETIMEDOUT', 'EINTR']);
-
-export function mapFsError(err: unknown, op: string, key: string, write = false): CairnError {
-  if (err instanceof CairnError) return err;
-  const code = (err as NodeJS.ErrnoException).code ?? '';
-  const message = `${op} ${key}: ${(err as Error).message}`;
-  if (!write && (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR')) {
-    return new CairnError('NOT_FOUND', `object ${key} does not exist`, { cause: err, details: { key } });
-  }
-  if (code === 'ENOSPC') return new CairnError('DISK_FULL', message, { cause: err, details: { key, errno: code } });
-  if (TRANSIENT.has(code)) return new CairnError('STORE_UNAVAILABLE', message, { cause: err, details: { key, errno: code } });
-  return new CairnError('STORE_FAILED', message, { cause: err, details: { key, errno: code } });
-}
-
-/** `write`: a missing path means a broken store folder, not a missing object. */
-export async function fsOp<T>(op: string, key: string, fn: () => Promise<T>, write = false): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw mapFsError(err, op, key, write);
-  }
 }

@@ -2,39 +2,19 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import { copyFile, mkdir, open, rename, rmdir, stat, unlink, utimes } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { CairnError } from '../core/errors.js';
-import { FS_STORE_DEFAULTS } from '../core/defaults.js';
-import { sha256File } from '../core/checksums.js';
-import { failpoint } from '../core/failpoints.js';
-import { acquireFileLock } from './fs-lock.js';
-import {
-  cloneAndSync,
-  compareStrings,
-  etagOf,
-  exists,
-  forEachLimit,
-  fsOp,
-  fsyncDir,
-  localError,
-  mapFsError,
-  notFound,
-  readEntries,
-  shortName,
-  statLocal,
-  statOrUndefined,
-  unlinkQuiet,
-} from './fs-util.js';
-import { AbstractObjectStore, clampRange } from './base.js';
-import { RESERVED_SEGMENT_PREFIX, throwIfAborted, validateKey } from './keys.js';
-import type { CopyOptions, DownloadOptions, DownloadResult, GetOptions, GetResult, ObjectInfo, PutOptions, PutResult, StoreCapabilities, UploadOptions, UploadResult } from './types.js';
+import { CairnError } from '../../core/errors.js';
+import { FS_STORE_DEFAULTS } from '../../core/defaults.js';
+import { sha256File } from '../../core/checksums.js';
+import { failpoint } from '../../core/failpoints.js';
+import { acquireFileLock } from './lock.js';
+import { FS_CAPABILITIES, fsUrl, type FsObjectStoreOptions } from './options.js';
+import { fsOp, mapFsError, notFound } from './errors.js';
+import { cloneAndSync, compareStrings, etagOf, exists, forEachLimit, fsyncDir, readEntries, shortName, statLocal, statOrUndefined, unlinkQuiet } from './files.js';
+import { AbstractObjectStore, clampRange } from '../base.js';
+import { localError } from '../transfer.js';
+import { RESERVED_SEGMENT_PREFIX, throwIfAborted, validateKey } from '../keys.js';
+import type { CopyOptions, DownloadOptions, DownloadResult, GetOptions, GetResult, ObjectInfo, PutOptions, PutResult, StoreCapabilities, UploadOptions, UploadResult } from '../types.js';
 
-export interface FsObjectStoreOptions {
-  /** Absolute (or cwd-relative) root folder; created on first write. */
-  root: string;
-  /** How long a write waits for a key lock before failing retryably. Default 60 s. */
-  lockTimeoutMs?: number;
-}
 
 const TMP = `${RESERVED_SEGMENT_PREFIX}tmp-`;
 const LOCK = `${RESERVED_SEGMENT_PREFIX}lock-`;
@@ -47,18 +27,10 @@ const LOCK = `${RESERVED_SEGMENT_PREFIX}lock-`;
  * renames and fsyncs the folder. Readers therefore see the old or the new object, never a
  * torn one, and conditional writes are linearisable between processes on this machine.
  */
+export type { FsObjectStoreOptions } from './options.js';
+
 export class FsObjectStore extends AbstractObjectStore {
-  readonly capabilities: StoreCapabilities = {
-    name: 'fs',
-    serverSideCopy: true,
-    conditionalWrite: true,
-    rangedRead: true,
-    maxSingleCopyBytes: Number.MAX_SAFE_INTEGER,
-    // A local copy reads the bytes anyway (or reflinks them), so it can afford to hash them.
-    copyVerifies: 'sha256',
-    storageClasses: false,
-    tagging: false,
-  };
+  readonly capabilities: StoreCapabilities = FS_CAPABILITIES;
   readonly url: string;
   readonly root: string;
   private readonly lockTimeoutMs: number;
@@ -69,7 +41,7 @@ export class FsObjectStore extends AbstractObjectStore {
     super();
     const o = typeof options === 'string' ? { root: options } : options;
     this.root = resolve(o.root);
-    this.url = pathToFileURL(this.root).href;
+    this.url = fsUrl(this.root);
     this.lockTimeoutMs = o.lockTimeoutMs ?? FS_STORE_DEFAULTS.lockTimeoutMs;
   }
 
@@ -342,4 +314,4 @@ function checkSha256(key: string, actual: string, expected: string): void {
   }
 }
 
-export { etagOf } from './fs-util.js';
+export { etagOf } from './files.js';

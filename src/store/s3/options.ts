@@ -1,10 +1,10 @@
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import type { BackoffPolicy } from '../core/backoff.js';
-import type { StoreConfig } from '../core/config.js';
-import { S3_DEFAULTS } from '../core/defaults.js';
-import { CairnError } from '../core/errors.js';
-import type { RetryHooks } from './request-retry.js';
-import type { StoreCapabilities } from './types.js';
+import type { BackoffPolicy } from '../../core/backoff.js';
+import type { StoreConfig } from '../../core/config.js';
+import { S3_DEFAULTS } from '../../core/defaults.js';
+import { CairnError } from '../../core/errors.js';
+import type { RetryHooks } from '../request-retry.js';
+import type { StoreCapabilities } from '../types.js';
 
 /**
  * S3 options without loading the AWS SDK: this file imports SDK *types* only, so building an
