@@ -20,7 +20,7 @@ export { createLogger, type Logger } from './core/logger.js';
 // Types returned by the methods above; their implementations are under the subpaths.
 export type { ObjectStore, StoreCapabilities } from './store/types.js';
 export type { Log, LogRecord, LogInfo, AppendRecord, RecordHeader } from './log/types.js';
-export type { SnapshotRepository, SnapshotAccess, SnapshotListing, SnapshotList, CheckpointResult, RestoreResult, VerifyReport, GcResult, RebuildResult } from './snapshots/repository.js';
+export type { SnapshotRepository, SnapshotAccess, CheckpointRequest, RestoreRequest, SnapshotListing, SnapshotList, CheckpointResult, RestoreResult, VerifyReport, GcResult, RebuildResult } from './snapshots/repository.js';
 export type { Placement, ClassOverride, PartitionPlacement, PlacedStore, PlacedCheckpointResult, PlacedPointer, PlacedRestoreResult, StoreOutcome } from './snapshots/placement.js';
 export type { PointerRead, PointerStatus } from './snapshots/pointer.js';
 export type { PruneResult } from './snapshots/prune.js';

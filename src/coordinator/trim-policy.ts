@@ -134,7 +134,8 @@ export async function readArchived(source: SnapshotRepository | Placement, parti
 }
 
 /** The snapshot that sets the archived LSN in one store, and its newest retained one (both verified). */
-async function readArchivedIn(repository: SnapshotRepository, partition: string): Promise<ArchivedRead> {  const latest = await repository.latest(partition);
+async function readArchivedIn(repository: SnapshotRepository, partition: string): Promise<ArchivedRead> {
+  const latest = await repository.latest(partition);
   if (!latest) return {};
   const verified: ArchivedSnapshot[] = [];
   for (const entry of latest.pointer.retained) {

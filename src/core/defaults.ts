@@ -173,6 +173,6 @@ export const CLI_DEFAULTS = {
   demoRecords: 20_000,
   /** `cairn lifecycle --expire-days`. */
   lifecycleExpireDays: 7,
-  /** `cairn diff --samples`. */
+  /** `cairn fork diff --samples`, and DiffOptions.samples in the library. */
   diffSamples: 10,
 } as const;

@@ -1,3 +1,4 @@
+import { CLI_DEFAULTS } from '../core/defaults.js';
 import { isDeepStrictEqual } from 'node:util';
 import type { StateEntry } from '../state/types.js';
 
@@ -58,7 +59,7 @@ export async function diffStates(
   b: { info: DiffSideInfo; entries: AsyncIterable<StateEntry> },
   options: DiffOptions = {},
 ): Promise<DiffResult> {
-  const maxSamples = options.samples ?? 10;
+  const maxSamples = options.samples ?? CLI_DEFAULTS.diffSamples;
   const same = a.info.lsn === b.info.lsn;
   const result: DiffResult = {
     a: a.info,

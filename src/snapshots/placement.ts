@@ -5,13 +5,13 @@ import { newSnapshotId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { PARTITION_NAME, validatePartition } from '../core/names.js';
 import type { Capture } from '../state/types.js';
-import { hashTables, type CheckpointOptions, type CheckpointResult, type StoreOutcome } from './checkpoint.js';
+import { hashTables, type CheckpointResult, type StoreOutcome } from './checkpoint.js';
 
 export type { StoreOutcome };
 import { layout } from './layout.js';
 import type { PointerRead } from './pointer.js';
-import type { RestoreOptions, RestoreResult } from './restore.js';
-import type { SnapshotRepository } from './repository.js';
+import type { RestoreResult } from './restore.js';
+import type { CheckpointRequest, RestoreRequest, SnapshotRepository } from './repository.js';
 import { parseDocument } from './schemas.js';
 
 /**
@@ -137,7 +137,7 @@ export class Placement {
    * first (home first on a tie), then each store's own fallback along its retained[]. A
    * named snapshot is looked for in every store in the same order.
    */
-  async restore(options: Omit<RestoreOptions, 'concurrency'> & { concurrency?: number }): Promise<PlacedRestoreResult> {
+  async restore(options: RestoreRequest): Promise<PlacedRestoreResult> {
     const { stores } = await this.placementOf(options.partition);
     const attempts: Array<{ store: PlacedStore; snapshotId?: string }> = [];
     if (options.snapshotId !== undefined || stores.length === 1) {
@@ -171,7 +171,7 @@ export class Placement {
    * and uploads the rest from the capture. The result is the first store's (home first) that
    * published or was superseded; it fails only when every store failed.
    */
-  async checkpoint(capture: Capture, options: Omit<CheckpointOptions, 'retain' | 'concurrency'>): Promise<PlacedCheckpointResult> {
+  async checkpoint(capture: Capture, options: CheckpointRequest): Promise<PlacedCheckpointResult> {
     const { className, definition, stores } = await this.placementOf(options.partition);
     const placed = { storageClass: className, ...(definition.s3StorageClass ? { s3StorageClass: definition.s3StorageClass } : {}) };
     if (stores.length === 1) {

@@ -140,7 +140,7 @@ export class SnapshotRepository {
     });
   }
 
-  checkpoint(capture: Capture, options: Omit<CheckpointOptions, 'retain' | 'concurrency'>): Promise<CheckpointResult> {
+  checkpoint(capture: Capture, options: CheckpointRequest): Promise<CheckpointResult> {
     return checkpoint(this.store, capture, {
       retain: this.options.retain,
       concurrency: this.options.concurrency,
@@ -166,7 +166,7 @@ export class SnapshotRepository {
     });
   }
 
-  restore(options: Omit<RestoreOptions, 'concurrency'> & { concurrency?: number }): Promise<RestoreResult> {
+  restore(options: RestoreRequest): Promise<RestoreResult> {
     validatePartition(options.partition);
     if (options.snapshotId !== undefined) validateSnapshotId(options.snapshotId);
     return restoreSnapshot(this.store, {
@@ -185,6 +185,12 @@ export class SnapshotRepository {
  * What a processor needs of its snapshots: one store's SnapshotRepository, or a Placement
  * that spreads them over the stores of the partition's storage class.
  */
+/** A checkpoint as callers ask for one: retention and concurrency come from the repository's configuration. */
+export type CheckpointRequest = Omit<CheckpointOptions, 'retain' | 'concurrency'>;
+
+/** A restore as callers ask for one: concurrency defaults to the repository's. */
+export type RestoreRequest = Omit<RestoreOptions, 'concurrency'> & { concurrency?: number };
+
 export type SnapshotAccess = Pick<SnapshotRepository, 'latest' | 'restore' | 'checkpoint'>;
 
 export type { CheckpointResult, GcResult, RebuildResult, RestoreResult, VerifyReport, SnapshotMetadata };
