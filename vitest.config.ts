@@ -63,7 +63,9 @@ export default defineConfig({
     maxWorkers: 2,
     reporters: ['default'],
     projects: [
-      { extends: true, test: { name: 'unit', include: UNIT_TESTS } },
+      // Unit files mock no modules and keep no process-wide state, so one worker's files share
+      // one module graph (isolate: false): the tier takes about 37 s here instead of 56.
+      { extends: true, test: { name: 'unit', include: UNIT_TESTS, isolate: false } },
       { extends: true, test: { name: 'integration', include: ['test/**/*.test.ts'], exclude: UNIT_TESTS, globalSetup: ['test/setup/global.ts'] } },
     ],
   },
