@@ -14,6 +14,7 @@ export const UNIT_TESTS = [
   'test/core/placement-config.test.ts',
   'test/core/tiers.test.ts',
   'test/core/module-graph.test.ts',
+  'test/core/errors.test.ts',
   'test/core/durations.test.ts',
   'test/log/kafka-errors.test.ts',
   'test/log/kafka-codecs.test.ts',

@@ -155,7 +155,8 @@ function exitOnceIdle(code: number, ctx: CliContext): void {
 export function reportError(err: unknown, json: boolean): number {
   const e = toCairnError(err);
   process.stderr.write(`cairn: error: ${e.message.split('\n')[0]} [${e.code}]\n`);
-  if (json) process.stdout.write(`${JSON.stringify({ error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } })}\n`);
+  // The error's own JSON form: code, kind (what to do about it), message, retryable, details.
+  if (json) process.stdout.write(`${JSON.stringify({ error: e.toJSON() })}\n`);
   if (e.code === 'INTERNAL' && process.env.CAIRN_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
   return e.exitCode;
 }

@@ -98,10 +98,10 @@ describe('bad input exits 2 with one line and writes nothing', () => {
     await expectRejected(args, tempDir());
   });
 
-  it('--json errors also print {error: {code, message}} on stdout', async () => {
+  it('--json errors also print {error: {code, kind, message, retryable}} on stdout', async () => {
     const r = await runCli(['--json', 'log', 'info', '--partition', 'BAD'], { cwd: tempDir() });
     expect(r.code).toBe(2);
-    expect(JSON.parse(r.stdout)).toMatchObject({ error: { code: 'BAD_INPUT' } });
+    expect(JSON.parse(r.stdout)).toMatchObject({ error: { code: 'BAD_INPUT', kind: 'bad-input', retryable: false } });
   });
 });
 
