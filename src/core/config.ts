@@ -8,9 +8,7 @@ import { NODE_NAME, PARTITION_NAME } from './names.js';
 import { normalisePlacement, placementSchema, storeSchema, type PlacementConfig, type StoreConfig } from './placement-config.js';
 import { firstIssue } from './validation.js';
 
-export { STORE_DEFAULTS, type PlacementConfig, type StorageClassConfig, type StoreConfig } from './placement-config.js';
-/** Worker groups (`cairn run --group`): kept under its old name; the defaults live in defaults.ts. */
-export { FLEET_DEFAULTS } from './defaults.js';
+export type { PlacementConfig, StorageClassConfig, StoreConfig } from './placement-config.js';
 
 /**
  * Configuration is validated once, here, into a normalised object with absolute paths;
@@ -23,8 +21,6 @@ export { FLEET_DEFAULTS } from './defaults.js';
 export const KAFKA_COMPRESSIONS = ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const;
 export type KafkaCompression = (typeof KAFKA_COMPRESSIONS)[number];
 
-/** How long a batch run (--stop-at-end, --until-lsn) or a CLI command waits out an unreachable log (LOG_DEFAULTS). */
-export const LOG_UNAVAILABLE_TIMEOUT_MS = LOG_DEFAULTS.unavailableTimeoutMs;
 const unavailableTimeoutMs = duration({ max: 86_400_000 }).default(LOG_DEFAULTS.unavailableTimeoutMs);
 
 const logSchema = z.discriminatedUnion('type', [

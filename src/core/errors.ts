@@ -99,7 +99,6 @@ export class CairnError extends Error {
     this.code = code;
     this.retryable = options.retryable ?? ERROR_CODES[code].retryable;
     this.details = options.details;
-    Object.defineProperty(this, BRAND, { value: true });
   }
 
   /** What a caller does about it (see ErrorKind). */
@@ -116,6 +115,9 @@ export class CairnError extends Error {
     return { code: this.code, kind: this.kind, message: this.message, retryable: this.retryable, ...(this.details ? { details: this.details } : {}) };
   }
 }
+
+// On the prototype: every CairnError of this copy carries the brand another copy checks for.
+Object.defineProperty(CairnError.prototype, BRAND, { value: true });
 
 export function isCairnError(err: unknown, code?: ErrorCode): err is CairnError {
   // The brand (see CairnError[Symbol.hasInstance]), so errors from another copy count too.

@@ -94,7 +94,7 @@ export class KafkaLog implements Log {
   async partitions(): Promise<string[]> {
     if (this.closed) throw new CairnError('ABORTED', 'the kafka log is closed');
     const count = await this.admin().partitionCount();
-    return Array.from({ length: count }, (_, n) => this.nameOf(n)).sort();
+    return Array.from({ length: count }, (_, n) => this.names.nameOf(n)).sort();
   }
 
   async append(partition: string, records: AppendRecord[]): Promise<{ first: number; last: number }> {
@@ -153,8 +153,8 @@ export class KafkaLog implements Log {
       admin: this.admin(),
       memberOf: (clientId) => (clientId.startsWith(`${this.o.clientId}${MEMBER_INFIX}`) ? clientId.slice(this.o.clientId.length + MEMBER_INFIX.length) : undefined),
       topic: this.o.topic,
-      nameOf: (n) => this.nameOf(n),
-      numberOf: (name) => this.partitionOf(name),
+      nameOf: (n) => this.names.nameOf(n),
+      numberOf: (name) => this.names.numberOf(name),
       timeoutMs: this.o.operationTimeoutMs,
       logger: this.o.logger,
     });
@@ -175,17 +175,9 @@ export class KafkaLog implements Log {
 
   /** The topic partition of an operation on an open log. */
   private topicPartition(partition: string): number {
-    const n = this.partitionOf(partition);
+    const n = this.names.numberOf(partition);
     if (this.closed) throw new CairnError('ABORTED', 'the kafka log is closed');
     return n;
-  }
-
-  private nameOf(n: number): string {
-    return this.names.nameOf(n);
-  }
-
-  private partitionOf(partition: string): number {
-    return this.names.numberOf(partition);
   }
 
   private kafka(): Kafka {

@@ -82,10 +82,10 @@ function snapshotCovers(snapshotLsn: number | undefined, logStart: number): bool
 /**
  * Restores the latest snapshot into ctx.dir if it covers `logStart`; else TRIM_GAP.
  * `localLsn`: the applied LSN of the local state being replaced (undefined: none), for the error.
+ * `snapshotLsn`: the latest pointer's LSN as the caller just read it (every caller reads it to
+ * decide whether to bootstrap at all), so the pointer is not read once more here.
  */
-export async function bootstrapFromSnapshot(ctx: BootstrapContext, localLsn: number | undefined, logStart: number): Promise<RestoreResult> {
-  const latest = await ctx.repository.latest(ctx.partition);
-  const snapshotLsn = latest?.pointer.lsn;
+export async function bootstrapFromSnapshot(ctx: BootstrapContext, localLsn: number | undefined, logStart: number, snapshotLsn: number | undefined): Promise<RestoreResult> {
   if (!snapshotCovers(snapshotLsn, logStart)) throw trimGapError(ctx.partition, { localLsn, logStart, snapshotLsn });
   const result = await ctx.repository.restore({
     partition: ctx.partition,
@@ -148,13 +148,13 @@ export async function openOrBootstrap(ctx: BootstrapContext): Promise<OpenedStat
       throw trimGapError(ctx.partition, { localLsn, logStart: info.start, snapshotLsn: latest?.pointer.lsn });
     }
     await local.state.close();
-    const restore = await bootstrapFromSnapshot(ctx, localLsn, info.start);
+    const restore = await bootstrapFromSnapshot(ctx, localLsn, info.start, latest?.pointer.lsn);
     const state = await PartitionState.open(ctx.dir, { create: false, partition: ctx.partition });
     return { state, source: 'bootstrap', reason: `trim gap: needed LSN ${resumeLsn(localLsn)}, log starts at ${info.start}`, restore };
   }
   const latest = await ctx.repository.latest(ctx.partition);
   if (latest) {
-    const restore = await bootstrapFromSnapshot(ctx, undefined, info.start);
+    const restore = await bootstrapFromSnapshot(ctx, undefined, info.start, latest.pointer.lsn);
     const state = await PartitionState.open(ctx.dir, { create: false, partition: ctx.partition });
     const gap = info.start > 0 ? `; trim gap: the log starts at ${info.start}` : '';
     return { state, source: 'bootstrap', reason: `${local.problem ?? 'no local state'}${gap}`, restore };
@@ -200,7 +200,7 @@ export async function replaceLocalState(
     logger.warn({ partition, reason: what.reason }, 'no snapshot exists: replaying the whole log into fresh state');
     return { state: await PartitionState.open(dir, { create: true, partition }), snapshotLsn: -1 };
   }
-  const restore = await bootstrapFromSnapshot(ctx, what.needed - 1, what.logStart);
+  const restore = await bootstrapFromSnapshot(ctx, what.needed - 1, what.logStart, latest?.pointer.lsn);
   logger.warn({ partition, reason: what.reason, lsn: restore.metadata.lsn }, 'local state replaced by the latest snapshot; replaying the log from there');
   return { state: await PartitionState.open(dir, { create: false, partition }), snapshotLsn: restore.metadata.lsn };
 }

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { LOG_UNAVAILABLE_TIMEOUT_MS } from '../core/config.js';
+import { LOG_DEFAULTS } from '../core/defaults.js';
 import { CairnError, toCairnError } from '../core/errors.js';
 import { validatePartition } from '../core/names.js';
 import type { LogRecord } from '../log/types.js';
@@ -48,7 +48,7 @@ export class PartitionProcessor {
     this.dir = join(options.stateDir, options.partition);
     this.decode = recordDecoder(options.processor);
     const { partition, logger, log } = options;
-    const unavailableTimeoutMs = options.unavailableTimeoutMs ?? LOG_UNAVAILABLE_TIMEOUT_MS;
+    const unavailableTimeoutMs = options.unavailableTimeoutMs ?? LOG_DEFAULTS.unavailableTimeoutMs;
     this.outage = new LogOutage({ partition, logger, unavailableTimeoutMs });
     const appliedLsn = () => this.appliedLsn;
     const settleCommits = () => this.settleCommits();

@@ -19,7 +19,7 @@ export interface PartitionProcessorOptions {
   node: string;
   /** Keep the newest snapshot less than this many LSNs behind the applied one (snapshot-policy.ts); 0 = never. */
   everyRecords: number;
-  /** How long a batch run (untilLsn, stopAtEnd) waits out an unreachable log; default LOG_UNAVAILABLE_TIMEOUT_MS. */
+  /** How long a batch run (untilLsn, stopAtEnd) waits out an unreachable log; default LOG_DEFAULTS.unavailableTimeoutMs (core/defaults.ts). */
   unavailableTimeoutMs?: number;
   batchSize: number;
   onBadRecord: 'stop' | 'skip';

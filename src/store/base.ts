@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
+import { sha256Hex } from '../core/checksums.js';
 import { CairnError } from '../core/errors.js';
 import { localError } from './transfer.js';
 import { checkPutOptions, throwIfAborted, unquoteEtag, validateFolderPrefix, validateKey, validatePrefix, validateRange } from './keys.js';
@@ -104,7 +104,7 @@ export abstract class AbstractObjectStore implements ObjectStore {
 
   protected async _uploadFile(key: string, path: string, options: UploadOptions): Promise<UploadResult> {
     const body = await readFile(path).catch((err: unknown) => Promise.reject(localError(err, path)));
-    if (options.sha256 !== undefined && sha256Of(body) !== options.sha256) {
+    if (options.sha256 !== undefined && sha256Hex(body) !== options.sha256) {
       throw new CairnError('CORRUPT', `upload ${key}: ${path} does not hash to the sha256 given`, { details: { key, path } });
     }
     const { etag } = await this._put(key, body, options.storageClass === undefined ? {} : { storageClass: options.storageClass });
@@ -117,13 +117,13 @@ export abstract class AbstractObjectStore implements ObjectStore {
     throwIfAborted(options.signal, `download ${key}`);
     await writeFile(path, body).catch((err: unknown) => Promise.reject(localError(err, path)));
     options.onBytes?.(body.length);
-    return { size: body.length, ...(options.sha256 ? { sha256: sha256Of(body) } : {}) };
+    return { size: body.length, ...(options.sha256 ? { sha256: sha256Hex(body) } : {}) };
   }
 
   protected async _copy(from: string, to: string, options: CopyOptions): Promise<PutResult> {
     const { body, etag } = await this._get(from, {});
     const expect = options.expect;
-    if ((expect?.etag !== undefined && expect.etag !== etag) || (expect?.sha256 !== undefined && expect.sha256 !== sha256Of(body))) {
+    if ((expect?.etag !== undefined && expect.etag !== etag) || (expect?.sha256 !== undefined && expect.sha256 !== sha256Hex(body))) {
       throw new CairnError('CORRUPT', `copy ${from}: the object is no longer the one recorded; not copied`, { details: { key: from } });
     }
     return this._put(to, body, options.storageClass === undefined ? {} : { storageClass: options.storageClass });
@@ -174,7 +174,4 @@ function guard<T>(fn: () => Promise<T> | T): Promise<T> {
   }
 }
 
-function sha256Of(body: Buffer): string {
-  return createHash('sha256').update(body).digest('hex');
-}
 

@@ -1,4 +1,4 @@
-import { STORE_DEFAULTS } from '../core/config.js';
+import { STORE_DEFAULTS } from '../core/defaults.js';
 import { isCairnError } from '../core/errors.js';
 import { attemptProgress, resolveOwnWrite, RetriedRequest, retryRequest, STORE_BACKOFF, type RetryHooks, type RetryPolicy } from './request-retry.js';
 import { signalOf, WrappedObjectStore, type StoreCall } from './forwarding.js';

@@ -1,8 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256File, sha256Hex } from '../core/checksums.js';
 import { expectCode } from './assertions.js';
 import type { ObjectInfo, ObjectStore } from '../store/types.js';
 
@@ -251,7 +252,7 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       const data = randomBytes(4096);
       const src = await store.put(`${k}/src`, data);
       // What the store can hold a copy to decides what the caller records.
-      const recorded = store.capabilities.copyVerifies === 'etag' ? { etag: src.etag } : { sha256: sha256Of(data) };
+      const recorded = store.capabilities.copyVerifies === 'etag' ? { etag: src.etag } : { sha256: sha256Hex(data) };
       const copied = await store.copy(`${k}/src`, `${k}/dst`, { size: data.length, expect: recorded });
       expect(copied.etag).toBe((await store.head(`${k}/dst`)).etag);
       // The object is replaced by other bytes of the same size (a damaged or rewritten object).
@@ -346,9 +347,6 @@ export async function collect(it: AsyncIterable<ObjectInfo>): Promise<ObjectInfo
 }
 
 export async function sha256(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex');
+  return (await sha256File(path)).sha256;
 }
 
-function sha256Of(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}

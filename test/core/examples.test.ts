@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../helpers/cli.js';
+import { projectProgram } from '../helpers/typescript.js';
 
 /**
  * The examples are what users copy: they must compile under the project's strict settings,
@@ -14,11 +15,7 @@ const files = readdirSync(EXAMPLES, { recursive: true, encoding: 'utf8' })
   .filter((f) => f.endsWith('.ts'))
   .map((f) => join(EXAMPLES, f));
 
-function program(): ts.Program {
-  const parsed = ts.getParsedCommandLineOfConfigFile(join(REPO_ROOT, 'tsconfig.json'), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: (d) => { throw new Error(String(d.messageText)); } });
-  if (!parsed) throw new Error('cannot read tsconfig.json');
-  return ts.createProgram({ rootNames: files, options: { ...parsed.options, noEmit: true } });
-}
+const program = (): ts.Program => projectProgram(files);
 
 describe('examples/', () => {
   it('has processors to check', () => {

@@ -8,21 +8,13 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
 /**
  * The packages a fresh Node process has loaded after importing one entry point of the
- * package (from source, through tsx). fastify and kafkajs are CommonJS, so whatever loads
- * them, even from an ES module, leaves them in the CommonJS module cache.
+ * package from source (through tsx): the same probe .ci/run runs on the built package
+ * (test/package/check-entry-points.mjs), which reads the CommonJS module cache — fastify and
+ * kafkajs are CommonJS, so whatever loads them, even from an ES module, leaves them there.
  */
 function packagesLoadedBy(entry: string): string[] {
-  const script = `
-    import { createRequire } from 'node:module';
-    await import(${JSON.stringify(join(ROOT, entry))});
-    const cache = createRequire(import.meta.url).cache;
-    const names = new Set(Object.keys(cache).flatMap((f) => {
-      const m = /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(f.slice(f.lastIndexOf('node_modules/')));
-      return m ? [m[1]] : [];
-    }));
-    process.stdout.write(JSON.stringify([...names].sort()));`;
-  const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
-  return JSON.parse(out) as string[];
+  const out = execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'test/package/check-entry-points.mjs'), '--probe', join(ROOT, entry)], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  return (JSON.parse(out) as { packages: string[] }).packages;
 }
 
 describe('module graph', () => {

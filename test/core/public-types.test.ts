@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../helpers/cli.js';
+import { projectProgram } from '../helpers/typescript.js';
 
 /**
  * Every type a public method of the package returns can be named by its users: it is exported
@@ -13,11 +14,7 @@ import { REPO_ROOT } from '../helpers/cli.js';
 const ENTRIES = ['index.ts', 'store/index.ts', 'log/index.ts', 'snapshots/index.ts', 'coordinator/index.ts', 'testing/index.ts'].map((f) => join(REPO_ROOT, 'src', f));
 const SRC = join(REPO_ROOT, 'src') + '/';
 
-function program(): ts.Program {
-  const parsed = ts.getParsedCommandLineOfConfigFile(join(REPO_ROOT, 'tsconfig.json'), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: (d) => { throw new Error(String(d.messageText)); } });
-  if (!parsed) throw new Error('cannot read tsconfig.json');
-  return ts.createProgram({ rootNames: ENTRIES, options: { ...parsed.options, noEmit: true } });
-}
+const program = (): ts.Program => projectProgram(ENTRIES);
 
 describe('public types', () => {
   it('every type a public method of an exported class returns is exported', () => {

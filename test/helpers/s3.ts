@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { S3Client } from '@aws-sdk/client-s3';
 import { basename } from 'node:path';
 import { afterAll, beforeAll, inject } from 'vitest';
-import { STORE_DEFAULTS, type StoreConfig } from '../../src/core/config.js';
+import type { StoreConfig } from '../../src/core/config.js';
+import { STORE_DEFAULTS } from '../../src/core/defaults.js';
 
 /**
  * What S3 integration tests need to reach the MinIO started by test/setup/global.ts.

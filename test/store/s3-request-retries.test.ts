@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_DEFAULTS } from '../../src/core/config.js';
+import { STORE_DEFAULTS } from '../../src/core/defaults.js';
 import { createStore, type MeteredObjectStore } from '../../src/store/index.js';
 import { expectCode, makeTempDir, removeDir } from '../helpers/fixtures.js';
 import { s3StoreConfig, s3TestConfig, uniqueS3Prefix } from '../helpers/s3.js';

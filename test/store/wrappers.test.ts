@@ -1,4 +1,4 @@
-import { STORE_DEFAULTS } from '../../src/core/config.js';
+import { STORE_DEFAULTS } from '../../src/core/defaults.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -17,10 +17,6 @@ interface CoordinatorFlags {
   replicaTtl?: string;
 }
 
-/** `250`, `250ms`, `30s`, `5m`, `2h` as milliseconds: the config file's duration parser (core/durations.ts); BAD_INPUT naming the flag. */
-export function parseDuration(text: string, flag: string): number {
-  return durationFlag(text, flag);
-}
 
 export function registerCoordinator(program: Command): void {
   program
@@ -37,9 +33,9 @@ export function registerCoordinator(program: Command): void {
         const c = ctx.config.coordinator;
         const policy = flags.policy ?? c?.policy ?? COORDINATOR_DEFAULTS.policy;
         if (policy !== 'snapshot' && policy !== 'replicas') throw new CairnError('BAD_INPUT', `invalid --policy ${JSON.stringify(policy)}: expected snapshot or replicas`);
-        const trimIntervalMs = flags.trimInterval !== undefined ? parseDuration(flags.trimInterval, '--trim-interval') : (c?.trimIntervalMs ?? COORDINATOR_DEFAULTS.trimIntervalMs);
-        const trimDelayMs = flags.trimDelay !== undefined ? parseDuration(flags.trimDelay, '--trim-delay') : (c?.trimDelayMs ?? COORDINATOR_DEFAULTS.trimDelayMs);
-        const replicaTtlMs = flags.replicaTtl !== undefined ? parseDuration(flags.replicaTtl, '--replica-ttl') : (c?.replicaTtlMs ?? COORDINATOR_DEFAULTS.replicaTtlMs);
+        const trimIntervalMs = flags.trimInterval !== undefined ? durationFlag(flags.trimInterval, '--trim-interval') : (c?.trimIntervalMs ?? COORDINATOR_DEFAULTS.trimIntervalMs);
+        const trimDelayMs = flags.trimDelay !== undefined ? durationFlag(flags.trimDelay, '--trim-delay') : (c?.trimDelayMs ?? COORDINATOR_DEFAULTS.trimDelayMs);
+        const replicaTtlMs = flags.replicaTtl !== undefined ? durationFlag(flags.replicaTtl, '--replica-ttl') : (c?.replicaTtlMs ?? COORDINATOR_DEFAULTS.replicaTtlMs);
         const port = flags.port !== undefined ? parsePort(flags.port, '--port') : c ? Number(new URL(c.url).port || 80) : COORDINATOR_DEFAULTS.port;
         const token = process.env.CAIRN_COORDINATOR_TOKEN || undefined;
         if (!token && !isLoopback(flags.host)) {

@@ -2,8 +2,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { STORE_DEFAULTS } from '../../core/config.js';
-import { S3_DEFAULTS } from '../../core/defaults.js';
+import { S3_DEFAULTS, STORE_DEFAULTS } from '../../core/defaults.js';
 import type { S3ObjectStoreOptions } from './options.js';
 
 /** The region requests are signed for: the option, else the SDK's usual environment variables. */

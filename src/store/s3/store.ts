@@ -12,8 +12,7 @@ import {
   type StorageClass,
 } from '@aws-sdk/client-s3';
 import PQueue from 'p-queue';
-import { STORE_DEFAULTS } from '../../core/config.js';
-import { S3_DEFAULTS } from '../../core/defaults.js';
+import { S3_DEFAULTS, STORE_DEFAULTS } from '../../core/defaults.js';
 import { CairnError, isCairnError } from '../../core/errors.js';
 import { AbstractObjectStore } from '../base.js';
 import { unquoteEtag, validateKey } from '../keys.js';
